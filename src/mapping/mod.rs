@@ -1,0 +1,305 @@
+//! Declarative field mapping: one YAML file per organization turns a [`Lead`]
+//! into the JSON body of a Dataverse record.
+//!
+//! The file is parsed once into [`Mapping`], which cannot represent an invalid
+//! mapping; rendering a lead can then never fail. See `mappings/contoso.yaml`
+//! and the README for the file format.
+
+mod parse;
+mod registry;
+mod template;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::lead::{Lead, OrgName};
+
+pub use registry::MappingRegistry;
+use template::Template;
+
+/// The Dataverse entity set a mapping writes to unless it says otherwise.
+pub const DEFAULT_ENTITY_SET: &str = "leads";
+
+/// A validated mapping file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    entity_set: String,
+    primary_key: String,
+    fields: Vec<(String, FieldSpec)>,
+}
+
+/// How one target attribute gets its value.
+#[derive(Debug, Clone, PartialEq)]
+struct FieldSpec {
+    source: Source,
+    transforms: Vec<Transform>,
+    map: Option<BTreeMap<String, Value>>,
+    default: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Path(SourcePath),
+    Template(Template),
+    Constant(Value),
+    /// `@odata.bind`: `/entityset(id)`.
+    Bind {
+        entity_set: String,
+        id: String,
+    },
+}
+
+/// Where a value is read from: the lead document, or a value leadbridge derives.
+#[derive(Debug, Clone, PartialEq)]
+enum SourcePath {
+    Lead(String),
+    Derived(Derived),
+}
+
+/// Values that are not fields of the payload but that users map all the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Derived {
+    /// The source part of `LeadSource` (`AzureMarketplace`), or all of it.
+    Source,
+    /// `ActionCode`, or the action part of `LeadSource` when `ActionCode` is absent.
+    Action,
+    /// The `publisherid.offerid` part of `LeadSource`.
+    Offer,
+    /// `true` for Partner Center test leads.
+    IsTest,
+    LeadId,
+    Org,
+    ReceivedAt,
+}
+
+impl Derived {
+    const ALL: [(&'static str, Derived); 7] = [
+        ("$source", Derived::Source),
+        ("$action", Derived::Action),
+        ("$offer", Derived::Offer),
+        ("$is_test", Derived::IsTest),
+        ("$lead_id", Derived::LeadId),
+        ("$org", Derived::Org),
+        ("$received_at", Derived::ReceivedAt),
+    ];
+
+    fn names() -> String {
+        Self::ALL.map(|(n, _)| n).join(", ")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transform {
+    Trim,
+    Lower,
+    Upper,
+    Truncate { max: usize, ellipsis: bool },
+}
+
+/// What the lead is rendered together with.
+#[derive(Debug, Clone)]
+pub struct RenderContext<'a> {
+    pub lead: &'a Lead,
+    pub lead_id: Uuid,
+    pub org: &'a OrgName,
+    pub received_at: OffsetDateTime,
+}
+
+/// A rendered record, ready to be created in `entity_set`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub entity_set: String,
+    pub primary_key: String,
+    pub body: Map<String, Value>,
+}
+
+impl Record {
+    /// Sets the client-generated primary key, which makes a retried create
+    /// idempotent: Dataverse refuses a second record with the same key.
+    pub fn with_primary_key(mut self, id: Uuid) -> Self {
+        self.body
+            .insert(self.primary_key.clone(), Value::String(id.to_string()));
+        self
+    }
+}
+
+/// One problem in a mapping file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingIssue {
+    /// Dotted location in the file, e.g. `fields.subject.transform[1]`.
+    pub key: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("{file}: cannot read mapping file: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid YAML: {message}")]
+    Syntax { file: PathBuf, message: String },
+    #[error("{}", format_issues(file, issues))]
+    Invalid {
+        file: PathBuf,
+        issues: Vec<MappingIssue>,
+    },
+}
+
+fn format_issues(file: &Path, issues: &[MappingIssue]) -> String {
+    let mut out = format!(
+        "{}: {} problem(s) in mapping file",
+        file.display(),
+        issues.len()
+    );
+    for i in issues {
+        out.push_str(&format!("\n  {}: {}: {}", file.display(), i.key, i.reason));
+    }
+    out
+}
+
+impl fmt::Display for MappingIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl Mapping {
+    pub fn load(path: &Path) -> Result<Self, MappingError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(path, &text)
+    }
+
+    /// Parses and validates a whole file; every problem is reported, not just the first.
+    pub fn from_yaml(file: &Path, text: &str) -> Result<Self, MappingError> {
+        let doc: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| MappingError::Syntax {
+                file: file.to_owned(),
+                message: e.to_string(),
+            })?;
+        parse::mapping(&doc).map_err(|issues| MappingError::Invalid {
+            file: file.to_owned(),
+            issues,
+        })
+    }
+
+    pub fn entity_set(&self) -> &str {
+        &self.entity_set
+    }
+
+    pub fn render(&self, ctx: &RenderContext<'_>) -> Record {
+        let mut body = Map::new();
+        for (target, spec) in &self.fields {
+            if let Some(v) = spec.render(ctx) {
+                body.insert(target.clone(), v);
+            }
+        }
+        Record {
+            entity_set: self.entity_set.clone(),
+            primary_key: self.primary_key.clone(),
+            body,
+        }
+    }
+}
+
+impl FieldSpec {
+    fn render(&self, ctx: &RenderContext<'_>) -> Option<Value> {
+        let raw = match &self.source {
+            Source::Path(p) => p.resolve(ctx).map(Value::String),
+            Source::Template(t) => {
+                let s = t.render(|p| p.resolve(ctx));
+                (!s.trim().is_empty()).then_some(Value::String(s))
+            }
+            Source::Constant(v) => Some(v.clone()),
+            Source::Bind { entity_set, id } => Some(Value::String(format!("/{entity_set}({id})"))),
+        };
+        let transformed = raw.map(|v| match v {
+            Value::String(s) => Value::String(apply_transforms(s, &self.transforms)),
+            other => other,
+        });
+        let mapped = match (&self.map, transformed) {
+            (Some(map), Some(v)) => lookup_map(map, &v),
+            (_, v) => v,
+        };
+        let present = mapped.filter(|v| !matches!(v, Value::String(s) if s.is_empty()));
+        present.or_else(|| self.default.clone())
+    }
+}
+
+impl SourcePath {
+    fn resolve(&self, ctx: &RenderContext<'_>) -> Option<String> {
+        let lead = ctx.lead;
+        match self {
+            SourcePath::Lead(path) => lead.lookup(path),
+            SourcePath::Derived(d) => match d {
+                Derived::Source => lead.lead_source.as_ref().map(|s| s.source.clone()),
+                Derived::Action => lead
+                    .action_code
+                    .as_ref()
+                    .map(|a| a.as_str().to_owned())
+                    .or_else(|| lead.lead_source.as_ref().and_then(|s| s.action.clone())),
+                Derived::Offer => lead.lead_source.as_ref().and_then(|s| s.offer.clone()),
+                Derived::IsTest => Some(lead.is_test.to_string()),
+                Derived::LeadId => Some(ctx.lead_id.to_string()),
+                Derived::Org => Some(ctx.org.to_string()),
+                Derived::ReceivedAt => ctx.received_at.format(&Rfc3339).ok(),
+            },
+        }
+    }
+}
+
+/// Exact key first, then ignoring case: senders are inconsistent about casing.
+fn lookup_map(map: &BTreeMap<String, Value>, v: &Value) -> Option<Value> {
+    let key = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    map.get(&key)
+        .or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                .map(|(_, v)| v)
+        })
+        .cloned()
+}
+
+fn apply_transforms(mut s: String, transforms: &[Transform]) -> String {
+    for t in transforms {
+        s = match *t {
+            Transform::Trim => s.trim().to_owned(),
+            Transform::Lower => s.to_lowercase(),
+            Transform::Upper => s.to_uppercase(),
+            Transform::Truncate { max, ellipsis } => truncate(s, max, ellipsis),
+        };
+    }
+    s
+}
+
+/// Truncates to `max` characters; with `ellipsis` the last one kept is `…`, so
+/// the result still fits a column of `max`.
+fn truncate(s: String, max: usize, ellipsis: bool) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    if ellipsis && max >= 1 {
+        let mut out: String = s.chars().take(max - 1).collect();
+        out.push('…');
+        out
+    } else {
+        s.chars().take(max).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

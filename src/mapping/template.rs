@@ -1,0 +1,81 @@
+//! `"{OfferTitle} ({UserDetails.Company})"`: text with source paths in braces.
+//! `{{` and `}}` stand for literal braces.
+
+use super::SourcePath;
+use super::parse::source_path;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Field(SourcePath),
+}
+
+impl Template {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut chars = s.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|&(_, c)| c) == Some('{') => {
+                    chars.next();
+                    text.push('{');
+                }
+                '}' if chars.peek().map(|&(_, c)| c) == Some('}') => {
+                    chars.next();
+                    text.push('}');
+                }
+                '{' => {
+                    let rest = &s[i + 1..];
+                    let end = rest
+                        .find('}')
+                        .ok_or_else(|| format!("unclosed '{{' at character {}", i + 1))?;
+                    let path = source_path(rest[..end].trim())?;
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text)));
+                    }
+                    parts.push(Part::Field(path));
+                    // Skip the placeholder and its closing brace.
+                    for _ in 0..=rest[..end].chars().count() {
+                        chars.next();
+                    }
+                }
+                '}' => {
+                    return Err(format!(
+                        "unmatched '}}' at character {} (write '}}}}' for a literal brace)",
+                        i + 1
+                    ));
+                }
+                c => text.push(c),
+            }
+        }
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        if !parts.iter().any(|p| matches!(p, Part::Field(_))) {
+            return Err("template has no {field}: use `value:` for a constant".into());
+        }
+        Ok(Self { parts })
+    }
+
+    /// Absent fields render as nothing.
+    pub(super) fn render(&self, mut resolve: impl FnMut(&SourcePath) -> Option<String>) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Field(path) => {
+                    if let Some(v) = resolve(path) {
+                        out.push_str(&v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
