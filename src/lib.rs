@@ -1,4 +1,6 @@
 //! leadbridge: Microsoft commercial-marketplace leads into Dynamics 365.
 
+pub mod config;
 pub mod lead;
 pub mod mapping;
+pub mod store;

@@ -1,0 +1,223 @@
+//! Durable state: leads and their deliveries (the outbox).
+//!
+//! Intake writes a lead and one delivery per destination in one transaction
+//! and answers only after the commit; the worker claims due deliveries with a
+//! lease and records each attempt. The trait keeps the backends (SQLite now,
+//! PostgreSQL for several replicas) interchangeable.
+
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::lead::OrgName;
+
+pub use sqlite::SqliteStore;
+
+/// Where a lead is delivered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Dataverse,
+}
+
+impl Destination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Dataverse => "dataverse",
+        }
+    }
+}
+
+impl FromStr for Destination {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "dataverse" => Ok(Destination::Dataverse),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown destination {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Pending,
+    Retrying,
+    Delivered,
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "retrying" => Ok(Self::Retrying),
+            "delivered" => Ok(Self::Delivered),
+            "dead" => Ok(Self::Dead),
+            other => Err(StoreError::Corrupt(format!("unknown status {other:?}"))),
+        }
+    }
+}
+
+/// A lead accepted by intake, about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewLead {
+    pub id: Uuid,
+    pub org: OrgName,
+    pub received_at: OffsetDateTime,
+    pub request_id: String,
+    pub is_test: bool,
+    /// The JSON document as received.
+    pub payload: String,
+    pub destinations: Vec<Destination>,
+}
+
+/// A delivery reserved for one worker until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: Uuid,
+    pub lead_id: Uuid,
+    pub org: OrgName,
+    pub destination: Destination,
+    pub record_id: Uuid,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub received_at: OffsetDateTime,
+    pub request_id: String,
+    pub payload: String,
+    pub lease_token: Uuid,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered {
+        remote_ref: String,
+        http_status: Option<u16>,
+    },
+    Retry {
+        error: String,
+        http_status: Option<u16>,
+        next_attempt_at: OffsetDateTime,
+    },
+    Dead {
+        error: String,
+        http_status: Option<u16>,
+    },
+}
+
+/// A delivery as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub lead_id: Uuid,
+    pub org: OrgName,
+    pub destination: Destination,
+    pub status: DeliveryStatus,
+    pub record_id: Uuid,
+    pub remote_ref: Option<String>,
+    pub attempts: u32,
+    pub next_attempt_at: OffsetDateTime,
+    pub last_error: Option<String>,
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    #[error("store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported store url {0:?}")]
+    UnsupportedUrl(String),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores the lead and one pending delivery per destination, atomically.
+    /// Returns only after the commit is durable.
+    async fn insert_lead(&self, lead: &NewLead) -> Result<(), StoreError>;
+
+    /// Reserves up to `limit` due deliveries for `lease`. Deliveries whose
+    /// lease expired (a worker died) are due again.
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt and moves the delivery on. Returns `false` when the
+    /// lease was lost meanwhile (the attempt is still recorded).
+    async fn record_attempt(
+        &self,
+        delivery: &ClaimedDelivery,
+        at: OffsetDateTime,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives a claimed delivery back untouched (shutdown).
+    async fn release(&self, delivery: &ClaimedDelivery) -> Result<(), StoreError>;
+
+    /// When the next pending delivery becomes due, if any.
+    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryView>, StoreError>;
+
+    async fn deliveries_of_lead(&self, lead_id: Uuid) -> Result<Vec<DeliveryView>, StoreError>;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by `store.url`, creating and migrating it as needed.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {ms}: {e}")))
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("id {s:?}: {e}")))
+}
+
+pub(crate) fn parse_org(s: &str) -> Result<OrgName, StoreError> {
+    OrgName::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
