@@ -1,1 +1,152 @@
-fn main() {}
+//! The `leadbridge` binary.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use leadbridge::config::{DEFAULT_CONFIG_PATH, Settings};
+use leadbridge::mapping::MappingRegistry;
+use leadbridge::startup::Application;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Microsoft marketplace leads into Dynamics 365, durably."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the lead endpoint and the delivery worker.
+    Serve {
+        #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every mapping file, offline.
+    Check {
+        #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leadbridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    leadbridge::telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let app = Application::build(settings).await?;
+        print_endpoints(app.settings());
+        let shutdown = app.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new leads, finishing deliveries in flight");
+            shutdown.cancel();
+        });
+        app.run_until_stopped().await;
+        Ok(())
+    })
+}
+
+/// The URL to paste into Partner Center, per organization. The full URL holds
+/// the secret, so it goes to an interactive terminal only; logs get it masked.
+fn print_endpoints(settings: &Settings) {
+    let base = settings.public_base_url();
+    let tty = std::io::stdout().is_terminal();
+    for org in settings.organizations.values() {
+        let url = format!("{base}/leads/{}", org.name);
+        if tty {
+            let code = org
+                .endpoint_secrets
+                .first()
+                .map(|s| s.expose_secret().to_owned())
+                .unwrap_or_default();
+            println!(
+                "Partner Center HTTPS endpoint for {}{}: {url}?code={code}",
+                org.name,
+                if org.dry_run { " (dry run)" } else { "" }
+            );
+        }
+        tracing::info!(
+            org = %org.name,
+            dry_run = org.dry_run,
+            endpoint = %format!("{url}?code=<organizations.{}.endpoint_secrets>", org.name),
+            "endpoint for Partner Center"
+        );
+    }
+    if !base.starts_with("https://") {
+        tracing::warn!(
+            "Partner Center only calls https:// endpoints: set server.public_url to your Ingress URL"
+        );
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn check(config: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    MappingRegistry::load(
+        settings
+            .organizations
+            .values()
+            .map(|o| (&o.name, o.mapping.as_path())),
+    )
+    .map_err(|errors| {
+        anyhow::anyhow!(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    for org in settings.organizations.values() {
+        println!(
+            "ok: {} -> {} ({}), mapping {}",
+            org.name,
+            org.url,
+            if org.dry_run { "dry run" } else { "live" },
+            org.mapping.display()
+        );
+    }
+    Ok(())
+}

@@ -140,6 +140,9 @@ with workload identity they default to the ServiceAccount's. */}}
 {{- if and .Values.store.postgresUrl .Values.existingSecret }}
 {{- fail "leadbridge: with existingSecret the chart creates no Secret, so store.postgresUrl cannot be kept; put the URL in a Secret and set store.existingSecret (and store.existingSecretKey)" }}
 {{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "leadbridge: ingress.enabled needs at least one entry in ingress.hosts" }}
+{{- end }}
 {{- if not .Values.organizations }}
 {{- fail "leadbridge: organizations is empty; configure at least one organization" }}
 {{- end }}
@@ -216,23 +219,28 @@ inline tables.
 
 {{/*
 Body of a table: dict "table" map "path" "a.b". Scalars and arrays first, then
-sub-tables as [path.key]. Null values are left out.
+sub-tables as [path.key]. Null values are left out. No leading or trailing
+newline: callers indent it with nindent.
 */}}
 {{- define "leadbridge.toml.table" -}}
 {{- $path := .path }}
+{{- $lines := list }}
 {{- range $k, $v := .table }}
 {{- if and (not (kindIs "invalid" $v)) (not (kindIs "map" $v)) }}
-{{ include "leadbridge.toml.key" $k }} = {{ include "leadbridge.toml.value" $v }}
+{{- $lines = append $lines (printf "%s = %s" (include "leadbridge.toml.key" $k) (include "leadbridge.toml.value" $v)) }}
 {{- end }}
 {{- end }}
 {{- range $k, $v := .table }}
 {{- if kindIs "map" $v }}
 {{- $sub := printf "%s.%s" $path (include "leadbridge.toml.key" $k) }}
-
-[{{ $sub }}]
-{{- include "leadbridge.toml.table" (dict "table" $v "path" $sub) }}
+{{- $lines = append $lines "" }}
+{{- $lines = append $lines (printf "[%s]" $sub) }}
+{{- with include "leadbridge.toml.table" (dict "table" $v "path" $sub) }}
+{{- $lines = append $lines . }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- join "\n" $lines }}
 {{- end }}
 
 {{/* ---------------------------------------------------------- secrets */}}

@@ -1,0 +1,214 @@
+//! The public HTTP listener: receives leads, checks the endpoint secret,
+//! validates, stores durably, answers. It never calls Microsoft.
+
+mod error;
+mod secrets;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use crate::lead::{Lead, OrgName, ParseError};
+use crate::store::{Destination, NewLead, Store};
+
+pub use error::ApiError;
+pub use secrets::EndpointSecrets;
+
+/// What the intake handlers share.
+pub struct Intake {
+    pub store: Arc<dyn Store>,
+    pub secrets: EndpointSecrets,
+    pub max_body_bytes: usize,
+    /// Tells the delivery worker there is new work.
+    pub wake: Arc<Notify>,
+}
+
+/// All public routes, with JSON bodies for every error, 404 and 405 included.
+pub fn routes(
+    intake: Arc<Intake>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+
+    let leads = warp::path!("leads" / String)
+        .and(warp::post())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(warp::any().map(move || Arc::clone(&intake)))
+        .then(
+            |org: String,
+             query: String,
+             ct: Option<String>,
+             len: Option<u64>,
+             body,
+             intake: Arc<Intake>| async move {
+                let request_id = Uuid::new_v4().to_string();
+                let mut response =
+                    match receive(&intake, &org, &query, ct, len, body, &request_id).await {
+                        Ok(r) => r,
+                        Err(e) => e.into_response(),
+                    };
+                if let Ok(v) = request_id.parse() {
+                    response.headers_mut().insert("x-request-id", v);
+                }
+                response
+            },
+        );
+
+    health.or(leads).unify().recover(recover).unify()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive<S, B>(
+    intake: &Intake,
+    org: &str,
+    query: &str,
+    content_type: Option<String>,
+    content_length: Option<u64>,
+    body: S,
+    request_id: &str,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let code = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned());
+    // An invalid name is just an unknown organization: same 401, same timing.
+    let org = OrgName::parse(org).ok();
+    let org = intake
+        .secrets
+        .verify(org.as_ref(), code.as_deref())
+        .ok_or(ApiError::Unauthorized)?;
+
+    if let Some(ct) = content_type
+        && !is_json(&ct)
+    {
+        return Err(ApiError::UnsupportedMediaType(ct));
+    }
+    let limit = intake.max_body_bytes;
+    if content_length.is_some_and(|l| l > limit as u64) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    let bytes = read_limited(body, limit).await?;
+
+    let (lead, _) = Lead::parse_json(&bytes).map_err(|e| match e {
+        ParseError::Json(e) => ApiError::InvalidJson(e.to_string()),
+        ParseError::Lead(e) => ApiError::InvalidLead(e.to_string()),
+    })?;
+
+    let id = Uuid::now_v7();
+    let new = NewLead {
+        id,
+        org: org.clone(),
+        received_at: OffsetDateTime::now_utc(),
+        request_id: request_id.to_owned(),
+        is_test: lead.is_test,
+        payload: String::from_utf8_lossy(&bytes).into_owned(),
+        destinations: vec![Destination::Dataverse],
+    };
+    intake.store.insert_lead(&new).await.map_err(|e| {
+        tracing::error!(error = %e, org = %org, request_id, "lead NOT stored; answered 503");
+        ApiError::StoreUnavailable
+    })?;
+    intake.wake.notify_one();
+    tracing::info!(
+        lead_id = %id,
+        request_id,
+        org = %org,
+        test = lead.is_test,
+        action = lead.action_code.as_ref().map(|a| a.as_str()).unwrap_or(""),
+        source = lead.lead_source.as_ref().map(|s| s.source.as_str()).unwrap_or(""),
+        bytes = bytes.len(),
+        "lead accepted"
+    );
+    Ok(warp::reply::with_status(
+        warp::reply::json(&json!({"id": id, "status": "accepted"})),
+        StatusCode::ACCEPTED,
+    )
+    .into_response())
+}
+
+/// `application/json`, any parameters, and `+json` types.
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+async fn read_limited<S, B>(mut body: S, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read body: {e}")))?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(ApiError::TooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+async fn recover(r: Rejection) -> Result<Response, Infallible> {
+    let e = if r.is_not_found() {
+        ApiError::NotFound
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if r.find::<warp::reject::InvalidHeader>().is_some() {
+        ApiError::BadRequest("a request header is malformed (Content-Length?)".into())
+    } else {
+        ApiError::BadRequest(format!("{r:?}"))
+    };
+    Ok(e.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/problem+json",
+        ] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "",
+        ] {
+            assert!(!is_json(bad), "{bad}");
+        }
+    }
+}

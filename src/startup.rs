@@ -1,0 +1,146 @@
+//! Wires the parts together: `Application::build` for `serve` and for tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenProvider;
+use crate::config::Settings;
+use crate::dataverse::DataverseClient;
+use crate::delivery::{Deps, RetryPolicy, Worker};
+use crate::http_client;
+use crate::intake::{self, EndpointSecrets, Intake};
+use crate::mapping::{MappingError, MappingRegistry};
+use crate::store::{self, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Mappings(Vec<MappingError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// A running leadbridge: public listener plus delivery worker.
+pub struct Application {
+    addr: SocketAddr,
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl Application {
+    /// Loads mappings, opens the store, binds the listener and starts the
+    /// worker. Port 0 in `server.listen` picks a free port (tests).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let settings = Arc::new(settings);
+        let mappings = MappingRegistry::load(
+            settings
+                .organizations
+                .values()
+                .map(|o| (&o.name, o.mapping.as_path())),
+        )
+        .map_err(StartupError::Mappings)?;
+        let store = store::connect(&settings.store.url).await?;
+        let http = http_client::build(settings.delivery.request_timeout)?;
+        let wake = Arc::new(Notify::new());
+        let shutdown = CancellationToken::new();
+
+        let worker = Worker::new(
+            Deps {
+                store: Arc::clone(&store),
+                settings: Arc::clone(&settings),
+                mappings: Arc::new(mappings),
+                tokens: Arc::new(TokenProvider::new(http.clone())),
+                dataverse: DataverseClient::new(http),
+                policy: RetryPolicy::from(&settings.delivery),
+            },
+            Arc::clone(&wake),
+        );
+
+        let intake = Arc::new(Intake {
+            store: Arc::clone(&store),
+            secrets: EndpointSecrets::new(settings.organizations.values()),
+            max_body_bytes: settings.server.max_body_bytes,
+            wake,
+        });
+        let listener = tokio::net::TcpListener::bind(settings.server.listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?;
+        let server = tokio::spawn(
+            warp::serve(intake::routes(intake))
+                .incoming(listener)
+                .graceful(shutdown.clone().cancelled_owned())
+                .run(),
+        );
+        let worker = tokio::spawn(worker.run(shutdown.clone()));
+        tracing::info!(%addr, store = %redact_url(&settings.store.url), "leadbridge listening");
+        Ok(Self {
+            addr,
+            settings,
+            store,
+            shutdown,
+            server,
+            worker,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// Cancelling it stops the listener, then lets deliveries in flight finish.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) {
+        let _ = self.server.await;
+        self.shutdown.cancel();
+        let _ = self.worker.await;
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.run_until_stopped().await;
+    }
+}
+
+/// Store URLs may carry a password (PostgreSQL); logs get the scheme and host only.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
