@@ -255,8 +255,10 @@ admin-token: {{ .Values.admin.token | b64enc | quote }}
 {{- end }}
 {{- range $org, $spec := .Values.organizations }}
 {{ $org }}-endpoint-secrets: {{ printf "%s\n" (join "\n" ($spec.endpointSecrets | default list)) | b64enc | quote }}
+{{- with dig "auth" "clientSecret" "" $spec }}
 {{- if not $.Values.workloadIdentity.enabled }}
-{{ $org }}-client-secret: {{ dig "auth" "clientSecret" "" $spec | b64enc | quote }}
+{{ $org }}-client-secret: {{ . | b64enc | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if .Values.store.postgresUrl }}

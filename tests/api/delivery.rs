@@ -1,0 +1,284 @@
+use std::time::{Duration, Instant};
+
+use leadbridge::store::DeliveryStatus;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn expected_body(sample: &str) -> Value {
+    let mut v = json!({
+        "firstname": "Some",
+        "lastname": "One",
+        "emailaddress1": "someone@contoso.com",
+        "telephone1": "16175555555",
+        "address1_country": "USA",
+        "companyname": "Contoso",
+        "jobtitle": "Esquire",
+        "subject": "Test Microsoft",
+    });
+    if sample.contains("Description") {
+        v["description"] = json!("Test run through Power Automate");
+    }
+    v
+}
+
+#[tokio::test]
+async fn both_seed_samples_become_exactly_the_expected_dataverse_request() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .and(header("authorization", "Bearer token-1"))
+        .and(header("accept", "application/json"))
+        .and(header("odata-maxversion", "4.0"))
+        .and(header("odata-version", "4.0"))
+        .and(header("content-type", "application/json; charset=utf-8"))
+        .respond_with(CreatedResponder {
+            base: t.dataverse.uri(),
+        })
+        .mount(&t.dataverse)
+        .await;
+
+    for sample in [sample_2020(), sample_2018()] {
+        let id = t.accept_lead(sample).await;
+        let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+        let expected_ref = format!("{}{LEADS_PATH}({})", t.dataverse.uri(), d.record_id);
+        assert_eq!(
+            d.remote_ref.as_deref(),
+            Some(expected_ref.as_str()),
+            "record id read from OData-EntityId"
+        );
+
+        let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
+        let sent: Value = serde_json::from_slice(&reqs.last().unwrap().body).unwrap();
+        let mut expected = expected_body(sample);
+        expected["leadid"] = json!(d.record_id.to_string());
+        assert_eq!(sent, expected, "body for {sample}");
+    }
+}
+
+#[tokio::test]
+async fn a_transient_error_is_retried_until_delivered() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(dataverse_error(503, "", "Service Unavailable"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    mount_created(&t.dataverse).await;
+    let id = t.accept_lead(sample_2020()).await;
+    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(d.attempts, 3);
+    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
+    assert_eq!(reqs.len(), 3);
+    let ids: Vec<Value> = reqs
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["leadid"].clone())
+        .collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "every retry carries the same leadid: {ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_honoured() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(
+            dataverse_error(
+                429,
+                "0x80072322",
+                "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            )
+            .insert_header("Retry-After", "2"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    mount_created(&t.dataverse).await;
+    let started = Instant::now();
+    let id = t.accept_lead(sample_2020()).await;
+    t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
+    assert_eq!(reqs.len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the retry waited for Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_key_on_retry_counts_as_delivered() {
+    // The first create got through but its answer was lost (timeout / 503 from a
+    // gateway); the retry is refused as a duplicate of our own key.
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(dataverse_error(
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.",
+        ))
+        .mount(&t.dataverse)
+        .await;
+    let id = t.accept_lead(sample_2020()).await;
+    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    let expected_ref = format!("{}{LEADS_PATH}({})", t.dataverse.uri(), d.record_id);
+    assert_eq!(d.remote_ref.as_deref(), Some(expected_ref.as_str()));
+}
+
+#[tokio::test]
+async fn a_permanent_dataverse_error_dead_letters_with_its_message() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(dataverse_error(
+            400,
+            "0x80060888",
+            "Could not find a property named 'new_source' on type 'Microsoft.Dynamics.CRM.lead'.",
+        ))
+        .mount(&t.dataverse)
+        .await;
+    let id = t.accept_lead(sample_2020()).await;
+    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(d.attempts, 1, "permanent errors are not retried");
+    let err = d.last_error.unwrap_or_default();
+    assert!(
+        err.contains("HTTP 400") && err.contains("new_source"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_403_missing_privilege_is_permanent() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(dataverse_error(
+            403,
+            "0x80040220",
+            "Principal user (Id=…, type=8) is missing prvCreateLead privilege.",
+        ))
+        .mount(&t.dataverse)
+        .await;
+    let id = t.accept_lead(sample_2020()).await;
+    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert!(d.last_error.unwrap_or_default().contains("prvCreateLead"));
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let t = TestApp::spawn_with(TestConfig {
+        max_attempts: 3,
+        ..Default::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(dataverse_error(
+            500,
+            "0x80040216",
+            "An unexpected error occurred.",
+        ))
+        .mount(&t.dataverse)
+        .await;
+    let id = t.accept_lead(sample_2020()).await;
+    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(d.attempts, 3);
+    assert_eq!(t.requests_to(&t.dataverse, LEADS_PATH).await.len(), 3);
+    let err = d.last_error.unwrap_or_default();
+    assert!(
+        err.contains("gave up after 3 attempts") && err.contains("unexpected error"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_sends_nothing_to_microsoft() {
+    let t = TestApp::spawn_with(TestConfig {
+        dry_run: true,
+        ..Default::default()
+    })
+    .await;
+    let id = t.accept_lead(sample_2020()).await;
+    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert!(d.remote_ref.unwrap_or_default().starts_with("dry-run:"));
+    assert!(
+        t.entra
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(
+        t.dataverse
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_mapping_file_shapes_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("contoso.yaml");
+    std::fs::write(
+        &mapping,
+        r#"
+fields:
+  lastname: {from: UserDetails.LastName, default: "(unknown)"}
+  subject: {template: "{OfferTitle} - {$action}", transform: [upper, {truncate: {max: 12, ellipsis: true}}]}
+  leadsourcecode: {from: $source, map: {AzureMarketplace: 8}, default: 10}
+  new_offer: $offer
+  ownerid@odata.bind: {bind: {entity_set: teams, id: 7a2b5c1e-0000-4000-8000-000000000001}}
+"#,
+    )
+    .unwrap();
+    let t = TestApp::spawn_with(TestConfig {
+        mapping,
+        ..Default::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    mount_created(&t.dataverse).await;
+    let id = t
+        .accept_lead(r#"{"LeadSource":"AzureMarketplace-PLT|contoso.crm-suite","OfferTitle":"Contoso CRM Suite","UserDetails":{"Email":"a@b.c"}}"#)
+        .await;
+    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
+    let sent: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({
+            "lastname": "(unknown)",
+            "subject": "CONTOSO CRM…",
+            "leadsourcecode": 8,
+            "new_offer": "contoso.crm-suite",
+            "ownerid@odata.bind": "/teams(7a2b5c1e-0000-4000-8000-000000000001)",
+            "leadid": d.record_id.to_string(),
+        })
+    );
+}

@@ -1,0 +1,44 @@
+use std::time::Duration;
+
+use leadbridge::store::DeliveryStatus;
+use wiremock::Mock;
+use wiremock::matchers::{method, path};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_restart_between_accepting_and_delivering_loses_nothing() {
+    let mut t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    // Dynamics is down while the first process runs.
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(dataverse_error(503, "", "Service Unavailable"))
+        .mount(&t.dataverse)
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(t.accept_lead(sample_2020()).await);
+    }
+    for id in &ids {
+        t.wait_for(*id, DeliveryStatus::Retrying, Duration::from_secs(10))
+            .await;
+    }
+    t.stop().await;
+
+    // Dynamics comes back; a new process on the same store picks everything up.
+    t.dataverse.reset().await;
+    mount_created(&t.dataverse).await;
+    t.start().await;
+    for id in &ids {
+        t.wait_for(*id, DeliveryStatus::Delivered, Duration::from_secs(10))
+            .await;
+    }
+    let created = t.requests_to(&t.dataverse, LEADS_PATH).await;
+    assert_eq!(
+        created.len(),
+        5,
+        "each lead created exactly once after the restart"
+    );
+    assert_eq!(t.count("leads").await, 5);
+}
