@@ -40,6 +40,10 @@ pub struct ServerSettings {
     /// The external base URL (the Ingress), used to print the URL to paste
     /// into Partner Center. Defaults to `http://<listen>`.
     pub public_url: Option<Url>,
+    /// The same document re-sent for an organization within this window is
+    /// answered `200 duplicate` and stored once. `0s` turns this off.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
 }
 
 impl Default for ServerSettings {
@@ -48,6 +52,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: 64 * 1024,
             public_url: None,
+            dedupe_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -55,14 +60,21 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `sqlite://path/to/file.db` (relative to the working directory) or `sqlite:///abs/path.db`.
+    /// `sqlite://path/to/file.db` (relative to the working directory),
+    /// `sqlite:///abs/path.db`, or `postgres://user:password@host/db` for
+    /// several replicas.
     pub url: String,
+    /// Leads (with their personal data) and their history are deleted this
+    /// long after they arrived, once their deliveries are finished.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://data/leadbridge.db".into(),
+            retention: Duration::from_secs(90 * 86400),
         }
     }
 }
@@ -72,15 +84,27 @@ impl Default for StoreSettings {
 pub struct DeliverySettings {
     /// Deliveries in flight at once, across organizations.
     pub concurrency: usize,
-    /// How often the worker looks for due retries when nothing wakes it.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Attempts before a delivery is dead-lettered.
-    pub max_attempts: u32,
+    /// Requests in flight per organization at most. Dataverse allows 52
+    /// concurrent requests per user; the limit adapts below this on 429 and
+    /// follows `x-ms-dop-hint` when Dataverse sends it.
+    pub org_concurrency: usize,
+    /// Requests per minute per organization at most (Dataverse: 6000 per 5
+    /// minutes per user).
+    pub org_requests_per_minute: u32,
+    /// The retry schedule of every destination, unless overridden below;
+    /// see [`RetrySettings`].
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
+    pub max_attempts: Option<u32>,
+    /// Per-destination schedules: `[delivery.destinations.dataverse]`.
+    pub destinations: BTreeMap<String, RetryOverride>,
+    /// How often the worker looks for due retries when nothing wakes it.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// Timeout of one call to Entra ID or Dataverse.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -88,18 +112,72 @@ pub struct DeliverySettings {
     /// crash, another worker takes it over when this expires.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// On SIGTERM, how long deliveries in flight may take before they are
+    /// handed back to the queue.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
-            concurrency: 8,
-            poll_interval: Duration::from_secs(1),
-            max_attempts: 8,
+            concurrency: 32,
+            org_concurrency: 8,
+            org_requests_per_minute: 1000,
             backoff_initial: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(600),
+            backoff_max: Duration::from_secs(3600),
+            retry_for: Duration::from_secs(72 * 3600),
+            max_attempts: None,
+            destinations: BTreeMap::new(),
+            poll_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Exponential backoff with jitter from `backoff_initial` to `backoff_max`,
+/// for `retry_for` after the lead arrived (or was replayed); then the
+/// delivery is dead-lettered. `max_attempts` optionally caps it sooner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub retry_for: Duration,
+    pub max_attempts: Option<u32>,
+}
+
+/// Any subset of [`RetrySettings`] for one destination.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOverride {
+    #[serde(default, with = "humantime_serde")]
+    pub backoff_initial: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub backoff_max: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_for: Option<Duration>,
+    pub max_attempts: Option<u32>,
+}
+
+impl DeliverySettings {
+    /// The schedule for a destination (`dataverse`).
+    pub fn retry_for_destination(&self, destination: &str) -> RetrySettings {
+        let base = RetrySettings {
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+            retry_for: self.retry_for,
+            max_attempts: self.max_attempts,
+        };
+        match self.destinations.get(destination) {
+            None => base,
+            Some(o) => RetrySettings {
+                backoff_initial: o.backoff_initial.unwrap_or(base.backoff_initial),
+                backoff_max: o.backoff_max.unwrap_or(base.backoff_max),
+                retry_for: o.retry_for.unwrap_or(base.retry_for),
+                max_attempts: o.max_attempts.or(base.max_attempts),
+            },
         }
     }
 }
@@ -345,27 +423,62 @@ impl RawSettings {
         {
             issue("server.public_url".into(), "must be an http(s) URL".into());
         }
-        if !(self.store.url.starts_with("sqlite:")) {
+        let store_ok = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| self.store.url.starts_with(p));
+        if !store_ok {
             issue(
                 "store.url".into(),
-                format!(
-                    "unsupported store {:?}: this version supports sqlite://PATH (PostgreSQL comes with the multi-replica store)",
-                    self.store.url
-                ),
+                "expected sqlite://PATH (embedded, one replica) or postgres://USER@HOST/DB (several replicas)".into(),
+            );
+        }
+        if self.store.retention < Duration::from_secs(86400) {
+            issue(
+                "store.retention".into(),
+                "must be at least 1 day (deliveries retry for days)".into(),
             );
         }
         let d = &self.delivery;
-        if d.concurrency == 0 {
-            issue("delivery.concurrency".into(), "must be at least 1".into());
+        for (key, value) in [
+            ("concurrency", d.concurrency),
+            ("org_concurrency", d.org_concurrency),
+            (
+                "org_requests_per_minute",
+                d.org_requests_per_minute as usize,
+            ),
+        ] {
+            if value == 0 {
+                issue(format!("delivery.{key}"), "must be at least 1".into());
+            }
         }
-        if d.max_attempts == 0 {
-            issue("delivery.max_attempts".into(), "must be at least 1".into());
+        for name in d.destinations.keys() {
+            if name != "dataverse" {
+                issue(
+                    format!("delivery.destinations.{name}"),
+                    "unknown destination; expected dataverse".into(),
+                );
+            }
         }
-        if d.backoff_initial.is_zero() || d.backoff_max < d.backoff_initial {
-            issue(
-                "delivery.backoff_max".into(),
-                "backoff_initial must be > 0 and backoff_max >= backoff_initial".into(),
-            );
+        for (key, r) in std::iter::once(("delivery".to_owned(), d.retry_for_destination(""))).chain(
+            d.destinations.keys().map(|n| {
+                (
+                    format!("delivery.destinations.{n}"),
+                    d.retry_for_destination(n),
+                )
+            }),
+        ) {
+            if r.backoff_initial.is_zero() || r.backoff_max < r.backoff_initial {
+                issue(
+                    format!("{key}.backoff_max"),
+                    "backoff_initial must be > 0 and backoff_max >= backoff_initial".into(),
+                );
+            }
+            if r.max_attempts == Some(0) {
+                issue(format!("{key}.max_attempts"), "must be at least 1".into());
+            }
+            if r.retry_for.is_zero() {
+                issue(format!("{key}.retry_for"), "must be > 0".into());
+            }
         }
         if d.request_timeout.is_zero() || d.poll_interval.is_zero() || d.lease.is_zero() {
             issue(
@@ -664,7 +777,9 @@ endpoint_secrets = ["0123456789abcdef"]
     fn defaults_fill_what_the_file_leaves_out() {
         let s = load(DRY, &[]).unwrap();
         assert_eq!(s.server.max_body_bytes, 65536);
-        assert_eq!(s.delivery.max_attempts, 8);
+        assert_eq!(s.delivery.max_attempts, None);
+        assert_eq!(s.delivery.retry_for, Duration::from_secs(72 * 3600));
+        assert_eq!(s.server.dedupe_window, Duration::from_secs(24 * 3600));
         assert_eq!(s.public_base_url(), "http://localhost:8080");
         let org = &s.organizations[&OrgName::parse("contoso").unwrap()];
         assert_eq!(org.mapping, PathBuf::from("mappings/contoso.yaml"));

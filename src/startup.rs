@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenProvider;
 use crate::config::Settings;
 use crate::dataverse::DataverseClient;
-use crate::delivery::{Deps, RetryPolicy, Worker};
+use crate::delivery::{Deps, Worker};
 use crate::http_client;
 use crate::intake::{self, EndpointSecrets, Intake};
 use crate::mapping::{MappingError, MappingRegistry};
@@ -60,14 +60,13 @@ impl Application {
         let shutdown = CancellationToken::new();
 
         let worker = Worker::new(
-            Deps {
-                store: Arc::clone(&store),
-                settings: Arc::clone(&settings),
-                mappings: Arc::new(mappings),
-                tokens: Arc::new(TokenProvider::new(http.clone())),
-                dataverse: DataverseClient::new(http),
-                policy: RetryPolicy::from(&settings.delivery),
-            },
+            Deps::new(
+                Arc::clone(&store),
+                Arc::clone(&settings),
+                Arc::new(mappings),
+                Arc::new(TokenProvider::new(http.clone())),
+                DataverseClient::new(http),
+            ),
             Arc::clone(&wake),
         );
 
@@ -75,6 +74,7 @@ impl Application {
             store: Arc::clone(&store),
             secrets: EndpointSecrets::new(settings.organizations.values()),
             max_body_bytes: settings.server.max_body_bytes,
+            dedupe_window: dedupe_window(&settings),
             wake,
         });
         let listener = tokio::net::TcpListener::bind(settings.server.listen)
@@ -94,6 +94,11 @@ impl Application {
                 .run(),
         );
         let worker = tokio::spawn(worker.run(shutdown.clone()));
+        tokio::spawn(purge_periodically(
+            Arc::clone(&store),
+            Arc::clone(&settings),
+            shutdown.clone(),
+        ));
         tracing::info!(%addr, store = %redact_url(&settings.store.url), "leadbridge listening");
         Ok(Self {
             addr,
@@ -131,6 +136,41 @@ impl Application {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.run_until_stopped().await;
+    }
+}
+
+fn dedupe_window(settings: &Settings) -> Option<std::time::Duration> {
+    Some(settings.server.dedupe_window).filter(|w| !w.is_zero())
+}
+
+/// Deletes old leads (personal data) and expired fingerprints, hourly.
+async fn purge_periodically(
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let window = dedupe_window(&settings).unwrap_or_default();
+        match store
+            .purge(now - settings.store.retention, now - window)
+            .await
+        {
+            Ok(p) if p.leads > 0 || p.fingerprints > 0 => {
+                tracing::info!(
+                    leads = p.leads,
+                    fingerprints = p.fingerprints,
+                    "purged expired data"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed; will try again"),
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Created {
     pub status: u16,
     /// The record already existed with our key: an earlier attempt got through.
     pub already_existed: bool,
+    /// `x-ms-dop-hint`: the degree of parallelism Dataverse recommends.
+    pub dop_hint: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +142,7 @@ impl DataverseClient {
                 entity_ref,
                 status: status.as_u16(),
                 already_existed: false,
+                dop_hint: dop_hint(&headers),
             });
         }
         let body = response.bytes().await.unwrap_or_default();
@@ -149,10 +152,22 @@ impl DataverseClient {
                 entity_ref: req.entity_ref(),
                 status: status.as_u16(),
                 already_existed: true,
+                dop_hint: dop_hint(&headers),
             });
         }
         Err(err)
     }
+}
+
+fn dop_hint(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get("x-ms-dop-hint")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 fn is_duplicate_key(e: &DataverseError) -> bool {

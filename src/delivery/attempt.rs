@@ -7,12 +7,25 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::Deps;
+use super::retry::Next;
 use crate::auth::AuthError;
 use crate::config::Organization;
 use crate::dataverse::{CreateRequest, Created, DataverseError, ErrorKind};
 use crate::lead::{Lead, Redactor};
 use crate::mapping::RenderContext;
 use crate::store::{AttemptOutcome, ClaimedDelivery};
+
+/// A 429 without `Retry-After` (Dataverse always sends one) still pauses this long.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the worker does with the delivery.
+#[derive(Debug)]
+pub(super) enum Decision {
+    Record(AttemptOutcome),
+    /// The organization is paused (throttled) and nothing was sent: hand the
+    /// delivery back, due at this time, without counting an attempt.
+    Postpone(OffsetDateTime),
+}
 
 /// Why an attempt did not deliver.
 enum Failure {
@@ -25,6 +38,7 @@ enum Failure {
         error: String,
         status: Option<u16>,
     },
+    Paused(OffsetDateTime),
 }
 
 impl From<DataverseError> for Failure {
@@ -38,7 +52,7 @@ impl From<DataverseError> for Failure {
             ErrorKind::Throttled { retry_after } => Failure::Retryable {
                 error: e.to_string(),
                 status,
-                retry_after,
+                retry_after: Some(retry_after.unwrap_or(DEFAULT_PAUSE)),
             },
             ErrorKind::Unauthorized | ErrorKind::Transient => Failure::Retryable {
                 error: e.to_string(),
@@ -65,41 +79,44 @@ impl From<AuthError> for Failure {
     }
 }
 
-/// Runs one attempt and returns what to record. Never fails: every problem
-/// becomes a retry or a dead letter, so a lead is never dropped.
-pub(super) async fn run(deps: &Deps, d: &ClaimedDelivery) -> (AttemptOutcome, Redactor) {
-    let now = OffsetDateTime::now_utc();
+/// Runs one attempt and decides. Never fails: every problem becomes a retry
+/// or a dead letter, so a lead is never dropped.
+pub(super) async fn run(deps: &Deps, d: &ClaimedDelivery) -> Decision {
     let (result, redactor) = deliver(deps, d).await;
-    let outcome = match result {
-        Ok(created) => AttemptOutcome::Delivered {
+    let now = OffsetDateTime::now_utc();
+    match result {
+        Ok(created) => Decision::Record(AttemptOutcome::Delivered {
             remote_ref: created.entity_ref,
-            http_status: Some(created.status),
-        },
-        Err(Failure::Permanent { error, status }) => AttemptOutcome::Dead {
+            http_status: (created.status != 0).then_some(created.status),
+        }),
+        Err(Failure::Paused(until)) => Decision::Postpone(until),
+        Err(Failure::Permanent { error, status }) => Decision::Record(AttemptOutcome::Dead {
             error: redactor.redact(&error),
             http_status: status,
-        },
+        }),
         Err(Failure::Retryable {
             error,
             status,
             retry_after,
         }) => {
             let error = redactor.redact(&error);
-            let made = d.attempts + 1;
-            match deps.policy.next_delay(made, retry_after) {
-                Some(wait) => AttemptOutcome::Retry {
-                    error,
-                    http_status: status,
-                    next_attempt_at: now + wait,
+            let made = d.retry_attempts + 1;
+            let policy = deps.policy(d.destination);
+            Decision::Record(
+                match policy.next(made, d.retry_started_at, now, retry_after) {
+                    Next::RetryAt(at) => AttemptOutcome::Retry {
+                        error,
+                        http_status: status,
+                        next_attempt_at: at,
+                    },
+                    Next::GiveUp => AttemptOutcome::Dead {
+                        error: format!("gave up after {made} attempts; last error: {error}"),
+                        http_status: status,
+                    },
                 },
-                None => AttemptOutcome::Dead {
-                    error: format!("gave up after {made} attempts; last error: {error}"),
-                    http_status: status,
-                },
-            }
+            )
         }
-    };
-    (outcome, redactor)
+    }
 }
 
 async fn deliver(deps: &Deps, d: &ClaimedDelivery) -> (Result<Created, Failure>, Redactor) {
@@ -176,6 +193,7 @@ async fn send(
             entity_ref: format!("dry-run:{}", request.entity_ref()),
             status: 0,
             already_existed: false,
+            dop_hint: None,
         });
     }
 
@@ -184,17 +202,52 @@ async fn send(
         status: None,
     })?;
     let token = deps.tokens.token(creds).await?;
-    match deps.dataverse.create(&request, &token).await {
-        Err(e) if e.kind == ErrorKind::Unauthorized => {
+    let result = match create(deps, d, &request, &token).await {
+        Err(Failure::Retryable {
+            status: Some(401), ..
+        }) => {
             // Tokens can be revoked or rotated before they expire: one fresh
             // token, one more try.
             tracing::info!("Dataverse refused the token; fetching a new one");
             deps.tokens.invalidate(creds, &token).await;
             let token = deps.tokens.token(creds).await?;
-            Ok(deps.dataverse.create(&request, &token).await?)
+            create(deps, d, &request, &token).await
         }
-        other => Ok(other?),
+        other => other,
+    };
+    match &result {
+        Ok(created) => deps.limits.on_success(&d.org, created.dop_hint),
+        Err(Failure::Retryable {
+            status: Some(429),
+            retry_after,
+            ..
+        }) => {
+            let until = OffsetDateTime::now_utc() + retry_after.unwrap_or(DEFAULT_PAUSE);
+            deps.limits.on_throttled(&d.org);
+            deps.pauses.pause(&d.org, d.destination, until);
+            if let Err(e) = deps.store.pause(&d.org, d.destination, until).await {
+                tracing::warn!(error = %e, "cannot share the pause with other replicas");
+            }
+            tracing::warn!(until = %until, limit = deps.limits.limit(&d.org), "Dataverse throttled; organization paused");
+        }
+        Err(_) => {}
     }
+    result
+}
+
+/// Waits for the organization's request budget, then sends unless the
+/// organization got paused meanwhile (nothing may go out before Retry-After).
+async fn create(
+    deps: &Deps,
+    d: &ClaimedDelivery,
+    request: &CreateRequest<'_>,
+    token: &crate::auth::AccessToken,
+) -> Result<Created, Failure> {
+    deps.rate.until_key_ready(&d.org).await;
+    if let Some(until) = deps.pauses.paused_until(&d.org, d.destination) {
+        return Err(Failure::Paused(until));
+    }
+    Ok(deps.dataverse.create(request, token).await?)
 }
 
 fn log_dry_run(request: &CreateRequest<'_>, redactor: &Redactor) {

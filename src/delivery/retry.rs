@@ -2,46 +2,65 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use time::OffsetDateTime;
 
-use crate::config::DeliverySettings;
+use crate::config::RetrySettings;
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    RetryAt(OffsetDateTime),
+    GiveUp,
+}
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl From<&DeliverySettings> for RetryPolicy {
-    fn from(s: &DeliverySettings) -> Self {
-        Self {
-            max_attempts: s.max_attempts,
-            initial: s.backoff_initial,
-            max: s.backoff_max,
-        }
-    }
+    settings: RetrySettings,
 }
 
 impl RetryPolicy {
-    /// The wait before the next try, after `attempts_made` failed attempts, or
-    /// `None` when the budget is spent. Exponential with "equal jitter" (half
-    /// fixed, half random), so retries of many leads do not arrive together;
-    /// never shorter than the server's `Retry-After`.
-    pub fn next_delay(
+    pub fn new(settings: RetrySettings) -> Self {
+        Self { settings }
+    }
+
+    /// After the `attempts`-th failed attempt of a retry run that started at
+    /// `started` (lead received or replayed): exponential backoff with jitter,
+    /// never sooner than `retry_after`, and one last attempt at the end of
+    /// `retry_for` rather than giving up early.
+    pub fn next(
         &self,
-        attempts_made: u32,
+        attempts: u32,
+        started: OffsetDateTime,
+        now: OffsetDateTime,
         retry_after: Option<Duration>,
-    ) -> Option<Duration> {
-        if attempts_made >= self.max_attempts {
-            return None;
+    ) -> Next {
+        let s = &self.settings;
+        if s.max_attempts.is_some_and(|max| attempts >= max) {
+            return Next::GiveUp;
         }
-        let exp = 2u32.saturating_pow(attempts_made.saturating_sub(1));
-        let base = self.initial.saturating_mul(exp).min(self.max);
-        let half = base / 2;
-        let jitter = rand::thread_rng().gen_range(Duration::ZERO..=half);
-        let backoff = half + jitter;
-        Some(retry_after.map_or(backoff, |ra| ra.max(backoff)))
+        let deadline = started + s.retry_for;
+        if now >= deadline {
+            return Next::GiveUp;
+        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(s.backoff_initial)
+            .with_max_delay(s.backoff_max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(attempts.saturating_sub(1) as usize)
+            .unwrap_or(s.backoff_max);
+        let wait = retry_after.map_or(backoff, |ra| ra.max(backoff));
+        let at = now + wait;
+        Next::RetryAt(
+            if at > deadline && retry_after.is_none_or(|ra| now + ra <= deadline) {
+                deadline
+            } else {
+                at
+            },
+        )
     }
 }
 
@@ -49,46 +68,90 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 5,
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(10),
+    fn policy(max_attempts: Option<u32>) -> RetryPolicy {
+        RetryPolicy::new(RetrySettings {
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(10),
+            retry_for: Duration::from_secs(3600),
+            max_attempts,
+        })
+    }
+
+    fn wait(p: &RetryPolicy, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let now = OffsetDateTime::now_utc();
+        match p.next(attempts, now, now, retry_after) {
+            Next::RetryAt(t) => (t - now).try_into().unwrap(),
+            Next::GiveUp => panic!("gave up"),
         }
     }
 
     #[test]
-    fn grows_exponentially_within_bounds() {
-        let p = policy();
+    fn grows_exponentially_with_jitter_within_bounds() {
+        let p = policy(None);
         for _ in 0..100 {
-            let d1 = p.next_delay(1, None).unwrap();
+            let d1 = wait(&p, 1, None);
             assert!(
-                d1 >= Duration::from_secs(1) && d1 <= Duration::from_secs(2),
+                d1 >= Duration::from_secs(2) && d1 <= Duration::from_secs(4),
                 "{d1:?}"
             );
-            let d3 = p.next_delay(3, None).unwrap();
+            let d3 = wait(&p, 3, None);
             assert!(
-                d3 >= Duration::from_secs(4) && d3 <= Duration::from_secs(8),
+                d3 >= Duration::from_secs(8) && d3 <= Duration::from_secs(16),
                 "{d3:?}"
             );
-            let d4 = p.next_delay(4, None).unwrap();
+            let d9 = wait(&p, 9, None);
             assert!(
-                d4 >= Duration::from_secs(5) && d4 <= Duration::from_secs(10),
-                "capped: {d4:?}"
+                d9 >= Duration::from_secs(10) && d9 <= Duration::from_secs(20),
+                "capped: {d9:?}"
             );
         }
-    }
-
-    #[test]
-    fn gives_up_after_the_budget() {
-        assert_eq!(policy().next_delay(5, None), None);
     }
 
     #[test]
     fn never_earlier_than_retry_after() {
-        let d = policy()
-            .next_delay(1, Some(Duration::from_secs(30)))
-            .unwrap();
-        assert_eq!(d, Duration::from_secs(30));
+        assert!(wait(&policy(None), 1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn retries_until_the_end_of_retry_for_then_gives_up() {
+        let p = policy(None);
+        let start = OffsetDateTime::now_utc();
+        let near_end = start + Duration::from_secs(3595);
+        assert_eq!(
+            p.next(50, start, near_end, None),
+            Next::RetryAt(start + Duration::from_secs(3600)),
+            "a last try at the deadline"
+        );
+        assert_eq!(
+            p.next(51, start, start + Duration::from_secs(3600), None),
+            Next::GiveUp
+        );
+    }
+
+    #[test]
+    fn max_attempts_caps_sooner() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(policy(Some(3)).next(3, now, now, None), Next::GiveUp);
+        assert!(matches!(
+            policy(Some(3)).next(2, now, now, None),
+            Next::RetryAt(_)
+        ));
+    }
+
+    #[test]
+    fn the_default_schedule_retries_for_72_hours() {
+        let p = RetryPolicy::new(
+            crate::config::DeliverySettings::default().retry_for_destination("dataverse"),
+        );
+        let start = OffsetDateTime::now_utc();
+        let mut now = start;
+        let mut attempts = 0;
+        while let Next::RetryAt(t) = p.next(attempts + 1, start, now, None) {
+            attempts += 1;
+            now = t;
+        }
+        let span: Duration = (now - start).try_into().unwrap();
+        assert!(span >= Duration::from_secs(72 * 3600), "{span:?}");
+        assert!(attempts > 40 && attempts < 200, "{attempts} attempts");
     }
 }

@@ -17,8 +17,8 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::lead::{Lead, OrgName, ParseError};
-use crate::store::{Destination, NewLead, Store};
+use crate::lead::{Lead, OrgName, ParseError, fingerprint};
+use crate::store::{Destination, Inserted, NewLead, Store};
 
 pub use error::ApiError;
 pub use secrets::EndpointSecrets;
@@ -28,6 +28,8 @@ pub struct Intake {
     pub store: Arc<dyn Store>,
     pub secrets: EndpointSecrets,
     pub max_body_bytes: usize,
+    /// `None`: de-duplication off.
+    pub dedupe_window: Option<std::time::Duration>,
     /// Tells the delivery worker there is new work.
     pub wake: Arc<Notify>,
 }
@@ -105,7 +107,7 @@ where
     }
     let bytes = read_limited(body, limit).await?;
 
-    let (lead, _) = Lead::parse_json(&bytes).map_err(|e| match e {
+    let (lead, document) = Lead::parse_json(&bytes).map_err(|e| match e {
         ParseError::Json(e) => ApiError::InvalidJson(e.to_string()),
         ParseError::Lead(e) => ApiError::InvalidLead(e.to_string()),
     })?;
@@ -118,12 +120,25 @@ where
         request_id: request_id.to_owned(),
         is_test: lead.is_test,
         payload: String::from_utf8_lossy(&bytes).into_owned(),
+        fingerprint: fingerprint(&document),
         destinations: vec![Destination::Dataverse],
     };
-    intake.store.insert_lead(&new).await.map_err(|e| {
-        tracing::error!(error = %e, org = %org, request_id, "lead NOT stored; answered 503");
-        ApiError::StoreUnavailable
-    })?;
+    let inserted = intake
+        .store
+        .insert_lead(&new, intake.dedupe_window)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, org = %org, request_id, "lead NOT stored; answered 503");
+            ApiError::StoreUnavailable
+        })?;
+    if let Inserted::Duplicate { original } = inserted {
+        tracing::info!(lead_id = %original, request_id, org = %org, "duplicate lead; not stored again");
+        return Ok(warp::reply::with_status(
+            warp::reply::json(&json!({"id": original, "status": "duplicate"})),
+            StatusCode::OK,
+        )
+        .into_response());
+    }
     intake.wake.notify_one();
     tracing::info!(
         lead_id = %id,

@@ -5,12 +5,14 @@
 //! extra properties are allowed. [`Lead::parse`] accepts all of that, keeps the
 //! unknown fields, and refuses only what cannot be a lead at all.
 
+mod fingerprint;
 mod org;
 mod pii;
 mod source;
 
 use serde_json::{Map, Value};
 
+pub use fingerprint::fingerprint;
 pub use org::{InvalidOrgName, OrgName};
 pub use pii::Redactor;
 pub use source::{ActionCode, LeadSource};

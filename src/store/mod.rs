@@ -2,10 +2,10 @@
 //!
 //! Intake writes a lead and one delivery per destination in one transaction
 //! and answers only after the commit; the worker claims due deliveries with a
-//! lease and records each attempt. The trait keeps the backends (SQLite now,
-//! PostgreSQL for several replicas) interchangeable.
+//! lease and records each attempt. One implementation serves both backends:
+//! SQLite (embedded default) and PostgreSQL (several replicas).
 
-mod sqlite;
+mod sql;
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,10 +18,11 @@ use uuid::Uuid;
 
 use crate::lead::OrgName;
 
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 /// Where a lead is delivered to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Destination {
     Dataverse,
 }
@@ -46,7 +47,8 @@ impl FromStr for Destination {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Pending,
     Retrying,
@@ -94,10 +96,22 @@ pub struct NewLead {
     pub is_test: bool,
     /// The JSON document as received.
     pub payload: String,
+    /// Identifies "the same document" for de-duplication (see `lead::fingerprint`).
+    pub fingerprint: String,
     pub destinations: Vec<Destination>,
 }
 
-/// A delivery reserved for one worker until `lease_until`.
+/// What storing a lead came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// The same document arrived for the same organization within the window.
+    Duplicate {
+        original: Uuid,
+    },
+}
+
+/// A delivery reserved for one worker until its lease runs out.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub id: Uuid,
@@ -105,8 +119,11 @@ pub struct ClaimedDelivery {
     pub org: OrgName,
     pub destination: Destination,
     pub record_id: Uuid,
-    /// Attempts made before this one.
+    /// Attempts made before this one, in all.
     pub attempts: u32,
+    /// Attempts made in the current retry run (a replay starts a new run).
+    pub retry_attempts: u32,
+    pub retry_started_at: OffsetDateTime,
     pub received_at: OffsetDateTime,
     pub request_id: String,
     pub payload: String,
@@ -132,7 +149,7 @@ pub enum AttemptOutcome {
 }
 
 /// A delivery as an operator sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryView {
     pub id: Uuid,
     pub lead_id: Uuid,
@@ -142,9 +159,46 @@ pub struct DeliveryView {
     pub record_id: Uuid,
     pub remote_ref: Option<String>,
     pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
     pub next_attempt_at: OffsetDateTime,
     pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptView {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub outcome: String,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub org: Option<OrgName>,
+    pub limit: u32,
+}
+
+/// What a replay request did to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryResult {
+    /// Queued for an attempt now.
+    Queued,
+    AlreadyDelivered,
+    NotFound,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub leads: u64,
+    pub fingerprints: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,25 +207,32 @@ pub enum StoreError {
     Unavailable(#[from] sqlx::Error),
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported store url {0:?}")]
-    UnsupportedUrl(String),
+    #[error("unsupported store url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores the lead and one pending delivery per destination, atomically.
-    /// Returns only after the commit is durable.
-    async fn insert_lead(&self, lead: &NewLead) -> Result<(), StoreError>;
+    /// Stores the lead and one pending delivery per destination, atomically,
+    /// unless the same document arrived for the organization within
+    /// `dedupe_window`. Returns only after the commit is durable.
+    async fn insert_lead(
+        &self,
+        lead: &NewLead,
+        dedupe_window: Option<Duration>,
+    ) -> Result<Inserted, StoreError>;
 
-    /// Reserves up to `limit` due deliveries for `lease`. Deliveries whose
-    /// lease expired (a worker died) are due again.
+    /// Reserves up to `limit` due deliveries for `lease`, skipping paused
+    /// organizations and those in `skip_orgs` (at their concurrency limit).
+    /// Deliveries whose lease expired (a worker died) are due again.
     async fn claim_due(
         &self,
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip_orgs: &[OrgName],
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Records an attempt and moves the delivery on. Returns `false` when the
@@ -183,26 +244,75 @@ pub trait Store: Send + Sync + 'static {
         outcome: &AttemptOutcome,
     ) -> Result<bool, StoreError>;
 
-    /// Gives a claimed delivery back untouched (shutdown).
-    async fn release(&self, delivery: &ClaimedDelivery) -> Result<(), StoreError>;
+    /// Gives a claimed delivery back without an attempt, due again at `due`
+    /// (now when `None`): shutdown, or a pause that began after the claim.
+    async fn release(
+        &self,
+        delivery: &ClaimedDelivery,
+        due: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError>;
+
+    /// Pauses an organization's queue for a destination until `until`
+    /// (Retry-After); a later pause never shortens an earlier one.
+    async fn pause(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Until when the organization's queue is paused, if it is.
+    async fn paused_until(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError>;
 
     /// When the next pending delivery becomes due, if any.
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 
     async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryView>, StoreError>;
 
+    async fn attempts(&self, delivery_id: Uuid) -> Result<Vec<AttemptView>, StoreError>;
+
     async fn deliveries_of_lead(&self, lead_id: Uuid) -> Result<Vec<DeliveryView>, StoreError>;
+
+    /// Newest first.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryView>, StoreError>;
+
+    /// Queues deliveries for an attempt now with a fresh retry budget; the
+    /// attempt renders with the mapping in force then.
+    async fn retry(
+        &self,
+        ids: &[Uuid],
+        now: OffsetDateTime,
+    ) -> Result<Vec<(Uuid, RetryResult)>, StoreError>;
+
+    /// Queues every dead delivery (of one organization) again; returns how many.
+    async fn retry_all_dead(
+        &self,
+        org: Option<&OrgName>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes leads received before `leads_before` whose deliveries are
+    /// finished, and fingerprints older than `fingerprints_before`.
+    async fn purge(
+        &self,
+        leads_before: OffsetDateTime,
+        fingerprints_before: OffsetDateTime,
+    ) -> Result<Purged, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by `store.url`, creating and migrating it as needed.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
-    }
+    Ok(Arc::new(SqlStore::connect(url).await?))
 }
 
 pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {

@@ -32,12 +32,12 @@ async fn both_rotation_secrets_work() {
         ..Default::default()
     })
     .await;
-    for code in [SECRET, SECOND_SECRET] {
+    for (n, code) in [SECRET, SECOND_SECRET].into_iter().enumerate() {
         let r = t
             .http
             .post(t.lead_url("contoso", code))
             .header("Content-Type", "application/json; charset=utf-8")
-            .body(sample_2020())
+            .body(lead_n(n))
             .send()
             .await
             .unwrap();
@@ -79,7 +79,14 @@ async fn wrong_secret_and_unknown_org_get_the_same_401() {
 }
 
 /// name, Content-Type, body, expected status, error code, part of the message
-type BadCase = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str, &'static str);
+type BadCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+    &'static str,
+);
 
 #[tokio::test]
 async fn each_kind_of_bad_request_gets_its_status_and_stores_nothing() {
@@ -251,8 +258,7 @@ async fn unknown_fields_are_kept_in_the_stored_payload() {
         r#"{"OfferTitle":"X","CampaignId":"c-42","UserDetails":{"Email":"a@b.c","Region":"EMEA"}}"#,
     )
     .await;
-    let url = format!("sqlite://{}", t.db_path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = t.db().await;
     let payload: String = sqlx::query_scalar("SELECT payload FROM leads")
         .fetch_one(&pool)
         .await
@@ -269,14 +275,22 @@ async fn a_failing_store_answers_503_and_nothing_is_half_stored() {
         ..Default::default()
     })
     .await;
-    let url = format!("sqlite://{}", t.db_path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = t.db().await;
     // The deliveries insert fails after the lead row was written: the
     // transaction must take both back.
-    sqlx::query("CREATE TRIGGER fail BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let statements: &[&str] = if is_postgres(&t.store_url) {
+        &[
+            "CREATE FUNCTION fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER fail BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION fail()",
+        ]
+    } else {
+        &[
+            "CREATE TRIGGER fail BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+        ]
+    };
+    for sql in statements {
+        sqlx::query(*sql).execute(&pool).await.unwrap();
+    }
     let (status, error, message) = error_of(t.post_lead(sample_2020()).await).await;
     assert_eq!((status, error.as_str()), (503, "store_unavailable"));
     assert!(message.contains("NOT accepted"), "{message}");

@@ -17,8 +17,8 @@ async fn a_restart_between_accepting_and_delivering_loses_nothing() {
         .mount(&t.dataverse)
         .await;
     let mut ids = Vec::new();
-    for _ in 0..5 {
-        ids.push(t.accept_lead(sample_2020()).await);
+    for n in 0..5 {
+        ids.push(t.accept_lead(&lead_n(n)).await);
     }
     for id in &ids {
         t.wait_for(*id, DeliveryStatus::Retrying, Duration::from_secs(10))

@@ -19,8 +19,8 @@ async fn one_token_serves_many_leads_and_the_request_is_client_credentials() {
     mount_token(&t.entra, "token-1").await;
     mount_created(&t.dataverse).await;
     let mut ids = Vec::new();
-    for _ in 0..12 {
-        ids.push(t.accept_lead(sample_2020()).await);
+    for n in 0..12 {
+        ids.push(t.accept_lead(&lead_n(n)).await);
     }
     for id in ids {
         t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
@@ -53,9 +53,9 @@ async fn the_token_is_fetched_again_when_it_nears_expiry() {
         .mount(&t.entra)
         .await;
     mount_created(&t.dataverse).await;
-    let a = t.accept_lead(sample_2020()).await;
+    let a = t.accept_lead(&lead_n(1)).await;
     t.wait_for(a, DeliveryStatus::Delivered, WAIT).await;
-    let b = t.accept_lead(sample_2020()).await;
+    let b = t.accept_lead(&lead_n(2)).await;
     t.wait_for(b, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(
         t.requests_to(&t.entra, TOKEN_PATH).await.len(),
@@ -63,7 +63,7 @@ async fn the_token_is_fetched_again_when_it_nears_expiry() {
         "still fresh"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let c = t.accept_lead(sample_2020()).await;
+    let c = t.accept_lead(&lead_n(3)).await;
     t.wait_for(c, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(
         t.requests_to(&t.entra, TOKEN_PATH).await.len(),

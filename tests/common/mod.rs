@@ -33,6 +33,9 @@ pub struct TestConfig {
     pub dry_run: bool,
     pub mapping: PathBuf,
     pub max_attempts: u32,
+    /// Extra `[delivery]` lines.
+    pub delivery_toml: String,
+    /// Extra lines at the end of `[organizations.contoso.auth]`, or new sections.
     pub extra_toml: String,
 }
 
@@ -42,9 +45,42 @@ impl Default for TestConfig {
             dry_run: false,
             mapping: repo_path("mappings/contoso.yaml"),
             max_attempts: 5,
+            delivery_toml: String::new(),
             extra_toml: String::new(),
         }
     }
+}
+
+/// `LEADBRIDGE_TEST_BACKEND=postgres` runs the suite on PostgreSQL (a fresh
+/// database per test on `LEADBRIDGE_TEST_POSTGRES_URL`); SQLite otherwise.
+pub async fn test_store_url(dir: &Path) -> String {
+    match std::env::var("LEADBRIDGE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let base = std::env::var("LEADBRIDGE_TEST_POSTGRES_URL")
+                .expect("LEADBRIDGE_TEST_BACKEND=postgres needs LEADBRIDGE_TEST_POSTGRES_URL");
+            fresh_postgres_database(&base).await
+        }
+        _ => format!("sqlite://{}", dir.join("data/leadbridge.db").display()),
+    }
+}
+
+pub async fn fresh_postgres_database(base: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("lb_test_{}", Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(base)
+        .await
+        .expect("PostgreSQL reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    pool.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("url with a database name");
+    format!("{prefix}/{name}")
+}
+
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres")
 }
 
 pub struct TestApp {
@@ -53,7 +89,7 @@ pub struct TestApp {
     pub entra: MockServer,
     pub dataverse: MockServer,
     pub dir: tempfile::TempDir,
-    pub db_path: PathBuf,
+    pub store_url: String,
     pub http: reqwest::Client,
     config_path: PathBuf,
 }
@@ -67,7 +103,7 @@ impl TestApp {
         let entra = MockServer::start().await;
         let dataverse = MockServer::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("data/leadbridge.db");
+        let store_url = test_store_url(dir.path()).await;
         let config_path = dir.path().join("config.toml");
         let toml = format!(
             r#"
@@ -76,7 +112,7 @@ listen = "127.0.0.1:0"
 max_body_bytes = 4096
 
 [store]
-url = "sqlite://{db}"
+url = "{store_url}"
 
 [delivery]
 concurrency = 4
@@ -86,6 +122,8 @@ backoff_initial = "100ms"
 backoff_max = "400ms"
 request_timeout = "2s"
 lease = "30s"
+shutdown_grace = "2s"
+{delivery_extra}
 
 [log]
 format = "text"
@@ -103,8 +141,8 @@ client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 {extra}
 "#,
-            db = db_path.display(),
             max_attempts = cfg.max_attempts,
+            delivery_extra = cfg.delivery_toml,
             dv = dataverse.uri(),
             dry_run = cfg.dry_run,
             mapping = cfg.mapping.display(),
@@ -118,7 +156,7 @@ client_secret = "{CLIENT_SECRET}"
             entra,
             dataverse,
             dir,
-            db_path,
+            store_url,
             http: reqwest::Client::new(),
             config_path,
         };
@@ -193,10 +231,17 @@ client_secret = "{CLIENT_SECRET}"
         }
     }
 
-    /// Rows in the store, read straight from the SQLite file.
+    /// A separate connection to the app's database, for looking behind its back.
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.store_url)
+            .await
+            .expect("open db")
+    }
+
+    /// Rows in the store, read straight from the database.
     pub async fn count(&self, table: &'static str) -> i64 {
-        let url = format!("sqlite://{}", self.db_path.display());
-        let pool = sqlx::SqlitePool::connect(&url).await.expect("open db");
+        let pool = self.db().await;
         let sql = match table {
             "leads" => "SELECT COUNT(*) FROM leads",
             "deliveries" => "SELECT COUNT(*) FROM deliveries",
@@ -302,4 +347,9 @@ pub fn sample_2020() -> &'static str {
 
 pub fn sample_2018() -> &'static str {
     leadbridge::lead::SAMPLE_LEAD_2018
+}
+
+/// The seed sample with a distinct email, so it is not a duplicate of another.
+pub fn lead_n(n: usize) -> String {
+    sample_2020().replace("someone@contoso.com", &format!("someone.{n}@contoso.com"))
 }

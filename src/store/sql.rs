@@ -1,0 +1,585 @@
+//! The store on SQL: SQLite (embedded default, one file, nothing else to run)
+//! and PostgreSQL (several replicas sharing the work), through sqlx's `Any`
+//! driver. Queries are written once with `$n` placeholders; the schemas keep
+//! the same column types on both, so only claiming differs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    AttemptOutcome, AttemptView, ClaimedDelivery, DeliveryFilter, DeliveryStatus, DeliveryView,
+    Destination, Inserted, NewLead, Purged, RetryResult, Store, StoreError, from_millis, parse_org,
+    parse_uuid, to_millis,
+};
+use crate::lead::OrgName;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let url = sqlite_url(url)?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // FULL: a 202 means the lead survives a power cut, not just a crash.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            Ok(Self {
+                pool,
+                dialect: Dialect::Sqlite,
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Ok(Self {
+                pool,
+                dialect: Dialect::Postgres,
+            })
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// `$1` → `?1` for SQLite (its numbered parameters); PostgreSQL as written.
+    fn sql(&self, text: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(match self.dialect {
+            Dialect::Postgres => text.to_owned(),
+            Dialect::Sqlite => text.replace('$', "?"),
+        })
+    }
+}
+
+/// Creates the file's directory, and the file itself on first start.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+    }
+    Ok(if query.is_empty() {
+        format!("sqlite://{path}?mode=rwc")
+    } else {
+        url.to_owned()
+    })
+}
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+const CLAIMED: &str = "SELECT d.id, d.lead_id, d.org, d.destination, d.record_id, d.attempts, \
+     d.retry_attempts, d.retry_started_at, l.received_at, l.request_id, l.payload, d.lease_token \
+     FROM deliveries d JOIN leads l ON l.id = d.lead_id WHERE d.lease_token = $1 \
+     ORDER BY d.next_attempt_at";
+
+const VIEW: &str = "SELECT d.id, d.lead_id, d.org, d.destination, d.status, d.record_id, \
+     d.remote_ref, d.attempts, d.next_attempt_at, d.last_error, l.received_at, d.updated_at \
+     FROM deliveries d JOIN leads l ON l.id = d.lead_id";
+
+fn claimed(row: &AnyRow) -> Result<ClaimedDelivery, StoreError> {
+    Ok(ClaimedDelivery {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        lead_id: parse_uuid(&row.try_get::<String, _>("lead_id")?)?,
+        org: parse_org(&row.try_get::<String, _>("org")?)?,
+        destination: row.try_get::<String, _>("destination")?.parse()?,
+        record_id: parse_uuid(&row.try_get::<String, _>("record_id")?)?,
+        attempts: count(row.try_get("attempts")?),
+        retry_attempts: count(row.try_get("retry_attempts")?),
+        retry_started_at: from_millis(row.try_get("retry_started_at")?)?,
+        received_at: from_millis(row.try_get("received_at")?)?,
+        request_id: row.try_get("request_id")?,
+        payload: row.try_get("payload")?,
+        lease_token: parse_uuid(&row.try_get::<String, _>("lease_token")?)?,
+    })
+}
+
+fn view(row: &AnyRow) -> Result<DeliveryView, StoreError> {
+    Ok(DeliveryView {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        lead_id: parse_uuid(&row.try_get::<String, _>("lead_id")?)?,
+        org: parse_org(&row.try_get::<String, _>("org")?)?,
+        destination: row.try_get::<String, _>("destination")?.parse()?,
+        status: DeliveryStatus::from_str(&row.try_get::<String, _>("status")?)?,
+        record_id: parse_uuid(&row.try_get::<String, _>("record_id")?)?,
+        remote_ref: row.try_get("remote_ref")?,
+        attempts: count(row.try_get("attempts")?),
+        next_attempt_at: from_millis(row.try_get("next_attempt_at")?)?,
+        last_error: row.try_get("last_error")?,
+        received_at: from_millis(row.try_get("received_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+fn org_list(orgs: &[OrgName]) -> String {
+    serde_json::to_string(&orgs.iter().map(OrgName::as_str).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn insert_lead(
+        &self,
+        lead: &NewLead,
+        dedupe_window: Option<Duration>,
+    ) -> Result<Inserted, StoreError> {
+        let now = to_millis(lead.received_at);
+        let id = lead.id.to_string();
+        let mut tx = self.pool.begin().await?;
+        if let Some(window) = dedupe_window {
+            // Claims the fingerprint unless a lead within the window holds it.
+            // Concurrent twins serialise on the primary key: one wins, one is
+            // the duplicate.
+            let won = sqlx::query(self.sql(
+                "INSERT INTO lead_fingerprints (org, fingerprint, lead_id, received_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (org, fingerprint) DO UPDATE \
+                   SET lead_id = excluded.lead_id, received_at = excluded.received_at \
+                   WHERE lead_fingerprints.received_at < $5 \
+                 RETURNING lead_id",
+            ))
+            .bind(lead.org.as_str())
+            .bind(&lead.fingerprint)
+            .bind(&id)
+            .bind(now)
+            .bind(to_millis(lead.received_at - window))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if won.is_none() {
+                let original: String = sqlx::query_scalar(self.sql(
+                    "SELECT lead_id FROM lead_fingerprints WHERE org = $1 AND fingerprint = $2",
+                ))
+                .bind(lead.org.as_str())
+                .bind(&lead.fingerprint)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return Ok(Inserted::Duplicate {
+                    original: parse_uuid(&original)?,
+                });
+            }
+        }
+        sqlx::query(self.sql(
+            "INSERT INTO leads (id, org, received_at, request_id, is_test, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        ))
+        .bind(&id)
+        .bind(lead.org.as_str())
+        .bind(now)
+        .bind(&lead.request_id)
+        .bind(i64::from(lead.is_test))
+        .bind(&lead.payload)
+        .execute(&mut *tx)
+        .await?;
+        for dest in &lead.destinations {
+            sqlx::query(self.sql(
+                "INSERT INTO deliveries (id, lead_id, org, destination, status, record_id, \
+                   retry_started_at, next_attempt_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6, $6, $6)",
+            ))
+            .bind(Uuid::now_v7().to_string())
+            .bind(&id)
+            .bind(lead.org.as_str())
+            .bind(dest.as_str())
+            .bind(Uuid::new_v4().to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Inserted::New)
+    }
+
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+        skip_orgs: &[OrgName],
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let token = Uuid::new_v4().to_string();
+        let claim = match self.dialect {
+            // One statement: SQLite's single writer makes the claim atomic.
+            Dialect::Sqlite => {
+                "UPDATE deliveries SET lease_token = $1, lease_until = $2 WHERE id IN ( \
+                   SELECT d.id FROM deliveries d \
+                   WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $3 \
+                     AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+                     AND d.org NOT IN (SELECT value FROM json_each($4)) \
+                     AND NOT EXISTS (SELECT 1 FROM throttles t WHERE t.org = d.org \
+                       AND t.destination = d.destination AND t.paused_until > $3) \
+                   ORDER BY d.next_attempt_at LIMIT $5)"
+            }
+            // SKIP LOCKED: replicas claiming at once take different rows.
+            Dialect::Postgres => {
+                "UPDATE deliveries SET lease_token = $1, lease_until = $2 WHERE id IN ( \
+                   SELECT d.id FROM deliveries d \
+                   WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $3 \
+                     AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+                     AND d.org NOT IN (SELECT jsonb_array_elements_text($4::jsonb)) \
+                     AND NOT EXISTS (SELECT 1 FROM throttles t WHERE t.org = d.org \
+                       AND t.destination = d.destination AND t.paused_until > $3) \
+                   ORDER BY d.next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
+            }
+        };
+        let now_ms = to_millis(now);
+        sqlx::query(self.sql(claim))
+            .bind(&token)
+            .bind(to_millis(now + lease))
+            .bind(now_ms)
+            .bind(org_list(skip_orgs))
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(self.sql(CLAIMED))
+            .bind(&token)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(claimed).collect()
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery: &ClaimedDelivery,
+        at: OffsetDateTime,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool, StoreError> {
+        let at_ms = to_millis(at);
+        let id = delivery.id.to_string();
+        let (kind, status, http_status, error, remote_ref, next) = match outcome {
+            AttemptOutcome::Delivered {
+                remote_ref,
+                http_status,
+            } => (
+                "delivered",
+                DeliveryStatus::Delivered,
+                *http_status,
+                None,
+                Some(remote_ref.as_str()),
+                at_ms,
+            ),
+            AttemptOutcome::Retry {
+                error,
+                http_status,
+                next_attempt_at,
+            } => (
+                "retry",
+                DeliveryStatus::Retrying,
+                *http_status,
+                Some(error.as_str()),
+                None,
+                to_millis(*next_attempt_at),
+            ),
+            AttemptOutcome::Dead { error, http_status } => (
+                "dead",
+                DeliveryStatus::Dead,
+                *http_status,
+                Some(error.as_str()),
+                None,
+                at_ms,
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(self.sql(
+            "INSERT INTO attempts (delivery_id, attempted_at, outcome, http_status, error) \
+             VALUES ($1, $2, $3, $4, $5)",
+        ))
+        .bind(&id)
+        .bind(at_ms)
+        .bind(kind)
+        .bind(http_status.map(i64::from))
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        let updated = sqlx::query(self.sql(
+            "UPDATE deliveries SET status = $1, attempts = attempts + 1, \
+               retry_attempts = retry_attempts + 1, next_attempt_at = $2, last_error = $3, \
+               remote_ref = COALESCE($4, remote_ref), lease_token = NULL, lease_until = NULL, \
+               updated_at = $5 \
+             WHERE id = $6 AND lease_token = $7",
+        ))
+        .bind(status.as_str())
+        .bind(next)
+        .bind(error)
+        .bind(remote_ref)
+        .bind(at_ms)
+        .bind(&id)
+        .bind(delivery.lease_token.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    async fn release(
+        &self,
+        delivery: &ClaimedDelivery,
+        due: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let mut q = String::from("UPDATE deliveries SET lease_token = NULL, lease_until = NULL");
+        if due.is_some() {
+            q.push_str(", next_attempt_at = $3");
+        }
+        q.push_str(" WHERE id = $1 AND lease_token = $2");
+        let mut query = sqlx::query(self.sql(&q))
+            .bind(delivery.id.to_string())
+            .bind(delivery.lease_token.to_string());
+        if let Some(due) = due {
+            query = query.bind(to_millis(due));
+        }
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn pause(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.sql(
+            "INSERT INTO throttles (org, destination, paused_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (org, destination) DO UPDATE SET paused_until = excluded.paused_until \
+             WHERE throttles.paused_until < excluded.paused_until",
+        ))
+        .bind(org.as_str())
+        .bind(destination.as_str())
+        .bind(to_millis(until))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn paused_until(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let until: Option<i64> = sqlx::query_scalar(self.sql(
+            "SELECT paused_until FROM throttles WHERE org = $1 AND destination = $2 \
+             AND paused_until > $3",
+        ))
+        .bind(org.as_str())
+        .bind(destination.as_str())
+        .bind(to_millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        until.map(from_millis).transpose()
+    }
+
+    async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(self.sql(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
+               THEN lease_until ELSE next_attempt_at END) \
+             FROM deliveries WHERE status IN ('pending', 'retrying')",
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        next.map(from_millis).transpose()
+    }
+
+    async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryView>, StoreError> {
+        let row = sqlx::query(self.sql(&format!("{VIEW} WHERE d.id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(view).transpose()
+    }
+
+    async fn attempts(&self, delivery_id: Uuid) -> Result<Vec<AttemptView>, StoreError> {
+        let rows = sqlx::query(self.sql(
+            "SELECT attempted_at, outcome, http_status, error FROM attempts \
+             WHERE delivery_id = $1 ORDER BY id",
+        ))
+        .bind(delivery_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptView {
+                    at: from_millis(r.try_get("attempted_at")?)?,
+                    outcome: r.try_get("outcome")?,
+                    http_status: r
+                        .try_get::<Option<i64>, _>("http_status")?
+                        .and_then(|s| u16::try_from(s).ok()),
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deliveries_of_lead(&self, lead_id: Uuid) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = sqlx::query(self.sql(&format!(
+            "{VIEW} WHERE d.lead_id = $1 ORDER BY d.destination"
+        )))
+        .bind(lead_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = sqlx::query(self.sql(&format!(
+            "{VIEW} WHERE ($1 = '' OR d.status = $1) AND ($2 = '' OR d.org = $2) \
+             ORDER BY d.created_at DESC, d.id DESC LIMIT $3"
+        )))
+        .bind(filter.status.map(|s| s.as_str()).unwrap_or_default())
+        .bind(filter.org.as_ref().map(OrgName::as_str).unwrap_or_default())
+        .bind(i64::from(if filter.limit == 0 {
+            100
+        } else {
+            filter.limit
+        }))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    async fn retry(
+        &self,
+        ids: &[Uuid],
+        now: OffsetDateTime,
+    ) -> Result<Vec<(Uuid, RetryResult)>, StoreError> {
+        let now_ms = to_millis(now);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let updated = sqlx::query(self.sql(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
+                   retry_attempts = 0, retry_started_at = $1, lease_token = NULL, \
+                   lease_until = NULL, updated_at = $1 \
+                 WHERE id = $2 AND status IN ('dead', 'retrying', 'pending')",
+            ))
+            .bind(now_ms)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            let result = if updated == 1 {
+                RetryResult::Queued
+            } else if self.delivery(*id).await?.is_some() {
+                RetryResult::AlreadyDelivered
+            } else {
+                RetryResult::NotFound
+            };
+            out.push((*id, result));
+        }
+        Ok(out)
+    }
+
+    async fn retry_all_dead(
+        &self,
+        org: Option<&OrgName>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let now_ms = to_millis(now);
+        Ok(sqlx::query(self.sql(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, retry_attempts = 0, \
+               retry_started_at = $1, updated_at = $1 \
+             WHERE status = 'dead' AND ($2 = '' OR org = $2)",
+        ))
+        .bind(now_ms)
+        .bind(org.map(OrgName::as_str).unwrap_or_default())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn purge(
+        &self,
+        leads_before: OffsetDateTime,
+        fingerprints_before: OffsetDateTime,
+    ) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Children first, so SQLite needs no cascade support to get it right.
+        let finished = "SELECT id FROM leads WHERE received_at < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM deliveries d WHERE d.lead_id = leads.id \
+             AND d.status IN ('pending', 'retrying'))";
+        let before = to_millis(leads_before);
+        sqlx::query(self.sql(&format!(
+            "DELETE FROM attempts WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE lead_id IN ({finished}))"
+        )))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(self.sql(&format!(
+            "DELETE FROM deliveries WHERE lead_id IN ({finished})"
+        )))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let leads = sqlx::query(self.sql(
+            "DELETE FROM leads WHERE received_at < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM deliveries d WHERE d.lead_id = leads.id)",
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let fingerprints =
+            sqlx::query(self.sql("DELETE FROM lead_fingerprints WHERE received_at < $1"))
+                .bind(to_millis(fingerprints_before))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(Purged {
+            leads,
+            fingerprints,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
