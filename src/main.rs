@@ -1,5 +1,7 @@
 //! The `leadbridge` binary.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,6 +11,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use leadbridge::config::{DEFAULT_CONFIG_PATH, Settings};
+use leadbridge::lead::OrgName;
 use leadbridge::mapping::MappingRegistry;
 use leadbridge::startup::Application;
 
@@ -34,6 +37,44 @@ enum Command {
         #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Delivery history, dead letters and replay.
+    Deliveries {
+        #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeliveriesCommand {
+    /// Newest first.
+    List {
+        #[arg(long, value_parser = cli::deliveries::parse_status)]
+        status: Option<leadbridge::store::DeliveryStatus>,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One delivery with its attempt history.
+    Show {
+        id: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue deliveries for another attempt now, with the mapping in force.
+    Retry {
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        ids: Vec<uuid::Uuid>,
+        /// Every dead delivery (of --org).
+        #[arg(long)]
+        all_dead: bool,
+        #[arg(long, requires = "all_dead")]
+        org: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +82,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Deliveries { config, command } => deliveries(&config, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,6 +162,42 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn deliveries(config: &Path, command: DeliveriesCommand) -> anyhow::Result<()> {
+    use cli::deliveries;
+    let settings = Settings::load(config)?;
+    let org = |o: Option<String>| -> anyhow::Result<Option<OrgName>> {
+        Ok(o.as_deref().map(OrgName::parse).transpose()?)
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = leadbridge::store::connect(&settings.store.url).await?;
+        match command {
+            DeliveriesCommand::List {
+                status,
+                org: o,
+                limit,
+                json,
+            } => {
+                let args = deliveries::ListArgs {
+                    status,
+                    org: org(o)?,
+                    limit,
+                    json,
+                };
+                deliveries::list(store.as_ref(), args).await
+            }
+            DeliveriesCommand::Show { id, json } => {
+                deliveries::show(store.as_ref(), id, json).await
+            }
+            DeliveriesCommand::Retry {
+                ids,
+                all_dead,
+                org: o,
+            } => deliveries::retry(store.as_ref(), &ids, all_dead, org(o)?.as_ref()).await,
+        }
+    })
 }
 
 fn check(config: &Path) -> anyhow::Result<()> {

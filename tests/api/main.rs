@@ -4,6 +4,7 @@
 mod common;
 
 mod delivery;
+mod durability;
 mod intake;
 mod restart;
 mod tokens;

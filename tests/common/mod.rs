@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_dataverse;
+pub mod process;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,6 +38,7 @@ pub struct TestConfig {
     pub max_attempts: u32,
     /// Extra `[delivery]` lines.
     pub delivery_toml: String,
+    pub lease: &'static str,
     /// Extra lines at the end of `[organizations.contoso.auth]`, or new sections.
     pub extra_toml: String,
 }
@@ -46,6 +50,7 @@ impl Default for TestConfig {
             mapping: repo_path("mappings/contoso.yaml"),
             max_attempts: 5,
             delivery_toml: String::new(),
+            lease: "30s",
             extra_toml: String::new(),
         }
     }
@@ -91,7 +96,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub store_url: String,
     pub http: reqwest::Client,
-    config_path: PathBuf,
+    pub config_path: PathBuf,
 }
 
 impl TestApp {
@@ -100,6 +105,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(cfg: TestConfig) -> Self {
+        let mut me = Self::prepare(cfg).await;
+        me.start().await;
+        me
+    }
+
+    /// Fakes, store and config file, without starting the app (for tests
+    /// that run the binary as a child process).
+    pub async fn prepare(cfg: TestConfig) -> Self {
         let entra = MockServer::start().await;
         let dataverse = MockServer::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -121,7 +134,7 @@ max_attempts = {max_attempts}
 backoff_initial = "100ms"
 backoff_max = "400ms"
 request_timeout = "2s"
-lease = "30s"
+lease = "{lease}"
 shutdown_grace = "2s"
 {delivery_extra}
 
@@ -143,6 +156,7 @@ client_secret = "{CLIENT_SECRET}"
 "#,
             max_attempts = cfg.max_attempts,
             delivery_extra = cfg.delivery_toml,
+            lease = cfg.lease,
             dv = dataverse.uri(),
             dry_run = cfg.dry_run,
             mapping = cfg.mapping.display(),
@@ -150,7 +164,7 @@ client_secret = "{CLIENT_SECRET}"
             extra = cfg.extra_toml,
         );
         std::fs::write(&config_path, toml).expect("write config");
-        let mut me = Self {
+        Self {
             app: None,
             base: String::new(),
             entra,
@@ -159,9 +173,17 @@ client_secret = "{CLIENT_SECRET}"
             store_url,
             http: reqwest::Client::new(),
             config_path,
-        };
-        me.start().await;
-        me
+        }
+    }
+
+    /// Runs the `leadbridge` binary with this app's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_leadbridge"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .expect("run leadbridge")
     }
 
     pub fn settings(&self) -> Settings {

@@ -1,0 +1,160 @@
+//! `leadbridge deliveries list | show | retry`: the delivery history and the
+//! dead-letter list, straight from the store (works while `serve` runs).
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use leadbridge::lead::OrgName;
+use leadbridge::store::{
+    AttemptView, DeliveryFilter, DeliveryStatus, DeliveryView, RetryResult, Store,
+};
+
+pub struct ListArgs {
+    pub status: Option<DeliveryStatus>,
+    pub org: Option<OrgName>,
+    pub limit: u32,
+    pub json: bool,
+}
+
+pub async fn list(store: &dyn Store, args: ListArgs) -> anyhow::Result<()> {
+    let rows = store
+        .list_deliveries(&DeliveryFilter {
+            status: args.status,
+            org: args.org,
+            limit: args.limit,
+        })
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no deliveries");
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<9}  {:<12}  {:>8}  {:<20}  LAST ERROR",
+        "ID", "STATUS", "ORG", "ATTEMPTS", "RECEIVED"
+    );
+    for d in &rows {
+        println!(
+            "{:<36}  {:<9}  {:<12}  {:>8}  {:<20}  {}",
+            d.id,
+            d.status,
+            d.org,
+            d.attempts,
+            short_time(d.received_at),
+            one_line(d.last_error.as_deref().unwrap_or(""), 80)
+        );
+    }
+    Ok(())
+}
+
+pub async fn show(store: &dyn Store, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let Some(d) = store.delivery(id).await? else {
+        bail!("no delivery {id}");
+    };
+    let attempts = store.attempts(id).await?;
+    if json {
+        let mut v = serde_json::to_value(&d)?;
+        v["history"] = serde_json::to_value(&attempts)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", describe(&d, &attempts));
+    }
+    Ok(())
+}
+
+fn describe(d: &DeliveryView, attempts: &[AttemptView]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "delivery     {}", d.id);
+    let _ = writeln!(out, "lead         {}", d.lead_id);
+    let _ = writeln!(out, "organization {}", d.org);
+    let _ = writeln!(out, "destination  {}", d.destination.as_str());
+    let _ = writeln!(out, "status       {}", d.status);
+    let _ = writeln!(out, "record id    {}", d.record_id);
+    if let Some(r) = &d.remote_ref {
+        let _ = writeln!(out, "record       {r}");
+    }
+    let _ = writeln!(out, "received     {}", short_time(d.received_at));
+    if matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+        let _ = writeln!(out, "next attempt {}", short_time(d.next_attempt_at));
+    }
+    if let Some(e) = &d.last_error {
+        let _ = writeln!(out, "last error   {e}");
+    }
+    let _ = writeln!(out, "attempts     {}", d.attempts);
+    for a in attempts {
+        let status = a.http_status.map(|s| s.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}  {:<9} {:>3}  {}",
+            short_time(a.at),
+            a.outcome,
+            status,
+            a.error.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+pub async fn retry(
+    store: &dyn Store,
+    ids: &[Uuid],
+    all_dead: bool,
+    org: Option<&OrgName>,
+) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    if all_dead {
+        let n = store.retry_all_dead(org, now).await?;
+        let scope = org.map(|o| format!(" of {o}")).unwrap_or_default();
+        println!("queued {n} dead deliveries{scope} for another attempt");
+        return Ok(());
+    }
+    if ids.is_empty() {
+        bail!("name delivery ids, or --all-dead");
+    }
+    let mut missing = 0;
+    for (id, result) in store.retry(ids, now).await? {
+        let what = match result {
+            RetryResult::Queued => "queued",
+            RetryResult::AlreadyDelivered => "already delivered; not sent again",
+            RetryResult::NotFound => {
+                missing += 1;
+                "not found"
+            }
+        };
+        println!("{id}  {what}");
+    }
+    if missing > 0 {
+        bail!("{missing} delivery id(s) not found");
+    }
+    Ok(())
+}
+
+pub fn parse_status(s: &str) -> anyhow::Result<DeliveryStatus> {
+    s.parse::<DeliveryStatus>()
+        .ok()
+        .with_context(|| format!("unknown status {s:?}: pending, retrying, delivered or dead"))
+}
+
+fn short_time(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.replace(['\n', '\r'], " ");
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max - 1).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}

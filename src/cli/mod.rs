@@ -1,0 +1,3 @@
+//! Command-line verbs beyond `serve`.
+
+pub mod deliveries;

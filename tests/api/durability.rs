@@ -1,0 +1,334 @@
+//! A lead answered 2xx reaches Dynamics exactly once, or waits in the
+//! dead-letter list — through throttling, failures, crashes and replicas.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use leadbridge::store::DeliveryStatus;
+use serde_json::Value;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer};
+
+use crate::common::fake_dataverse::{FakeDataverse, Plan};
+use crate::common::process::{Process, free_port};
+use crate::common::*;
+
+async fn mount_fake(server: &MockServer, plan: Plan, latency: Duration) -> FakeDataverse {
+    let fake = FakeDataverse::new(server.uri(), plan).with_latency(latency);
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .respond_with(fake.clone())
+        .mount(server)
+        .await;
+    fake
+}
+
+/// No request-rate ceiling in the way of crash tests.
+const FAST: &str = "org_requests_per_minute = 600000";
+
+fn email(n: usize) -> String {
+    format!("someone.{n}@contoso.com")
+}
+
+/// Waits until every email has a record in the fake.
+async fn wait_all_created(fake: &FakeDataverse, emails: &HashSet<String>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let have = fake.records_by_email();
+        let missing: Vec<_> = emails.iter().filter(|e| !have.contains_key(*e)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} leads never reached Dataverse: {missing:?}",
+            missing.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_exactly_once(fake: &FakeDataverse, accepted: &HashSet<String>) {
+    let by_email = fake.records_by_email();
+    for e in accepted {
+        assert_eq!(by_email.get(e), Some(&1), "{e} must exist exactly once");
+    }
+    for (e, n) in &by_email {
+        assert_eq!(*n, 1, "{e} created {n} times");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_pauses_the_whole_queue_and_every_lead_arrives_once() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    let plan = Plan::ThrottleAndFlaky {
+        throttle_every: 7,
+        retry_after_s: 1,
+        flaky_every: 5,
+    };
+    let fake = mount_fake(&t.dataverse, plan, Duration::from_millis(5)).await;
+    let mut accepted = HashSet::new();
+    for n in 0..30 {
+        t.accept_lead(&lead_n(n)).await;
+        accepted.insert(email(n));
+    }
+    wait_all_created(&fake, &accepted, Duration::from_secs(60)).await;
+    assert_exactly_once(&fake, &accepted);
+    let log = fake.log();
+    assert!(log.iter().any(|l| l.status == 429), "the fake throttled");
+    assert!(log.iter().any(|l| l.status == 503), "the fake failed");
+    // Requests already on the wire when the 429 left may land just after it.
+    let violations = fake.retry_after_violations(Duration::from_millis(50));
+    assert!(
+        violations.is_empty(),
+        "requests inside Retry-After: {violations:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_lead_twice_within_the_window_is_answered_duplicate_and_created_once() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    let fake = mount_fake(&t.dataverse, Plan::AlwaysOk, Duration::ZERO).await;
+    let first = t.accept_lead(sample_2020()).await;
+
+    // Same document, other key order and whitespace.
+    let mut v: serde_json::Map<String, Value> = serde_json::from_str(sample_2020()).unwrap();
+    let user = v.remove("UserDetails").unwrap();
+    v.insert("UserDetails".into(), user);
+    let reordered = serde_json::to_string_pretty(&v).unwrap();
+    let r = t.post_lead(&reordered).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "duplicate");
+    assert_eq!(body["id"], first.to_string());
+
+    // Different spacing inside a value is another lead.
+    let other = sample_2020().replace("Test Microsoft", "Test  Microsoft");
+    let second = t.accept_lead(&other).await;
+    assert_ne!(first, second);
+
+    t.wait_for(first, DeliveryStatus::Delivered, Duration::from_secs(10))
+        .await;
+    t.wait_for(second, DeliveryStatus::Delivered, Duration::from_secs(10))
+        .await;
+    assert_eq!(fake.records().len(), 2);
+    assert_eq!(t.count("leads").await, 2);
+}
+
+#[tokio::test]
+async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("contoso.yaml");
+    std::fs::write(
+        &mapping,
+        "fields:\n  lastname: UserDetails.LastName\n  new_source: $source\n",
+    )
+    .unwrap();
+    let mut t = TestApp::spawn_with(TestConfig {
+        mapping: mapping.clone(),
+        ..Default::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    Mock::given(method("POST"))
+        .and(path(LEADS_PATH))
+        .and(body_string_contains("new_source"))
+        .respond_with(dataverse_error(
+            400,
+            "0x80060888",
+            "Could not find a property named 'new_source' on type 'Microsoft.Dynamics.CRM.lead'.",
+        ))
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    mount_created(&t.dataverse).await;
+
+    let id = t.accept_lead(sample_2020()).await;
+    let dead = t
+        .wait_for(id, DeliveryStatus::Dead, Duration::from_secs(10))
+        .await;
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("new_source")
+    );
+
+    let out = t.cli(&["deliveries", "list", "--status", "dead", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["id"], dead.id.to_string());
+    assert_eq!(listed[0]["status"], "dead");
+    let out = t.cli(&["deliveries", "show", &dead.id.to_string()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("dead") && shown.contains("Could not find a property named 'new_source'"),
+        "{shown}"
+    );
+
+    // Fix the mapping, restart so it is loaded, replay.
+    std::fs::write(&mapping, "fields:\n  lastname: UserDetails.LastName\n").unwrap();
+    t.stop().await;
+    t.start().await;
+    let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued"));
+    let delivered = t
+        .wait_for(id, DeliveryStatus::Delivered, Duration::from_secs(10))
+        .await;
+    assert_eq!(delivered.attempts, 2);
+    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
+    let last: Value = serde_json::from_slice(&reqs.last().unwrap().body).unwrap();
+    assert!(
+        last.get("new_source").is_none(),
+        "the replay used the current mapping"
+    );
+
+    // Retrying a delivered one does not send it again.
+    let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already delivered"));
+    let out = t.cli(&["deliveries", "retry", &uuid::Uuid::nil().to_string()]);
+    assert!(!out.status.success(), "an unknown id is an error");
+}
+
+#[tokio::test]
+async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
+    let t = TestApp::prepare(TestConfig {
+        lease: "2s",
+        delivery_toml: FAST.into(),
+        ..Default::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    let fake = mount_fake(
+        &t.dataverse,
+        Plan::Flaky { every: 4 },
+        Duration::from_millis(30),
+    )
+    .await;
+    let port = free_port();
+    let log = t.dir.path().join("leadbridge.log");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut accepted = HashSet::new();
+    let mut n = 0;
+    for cycle in 0..6 {
+        let mut p = Process::start(&t.config_path, port, &log).await;
+        let run_for = Duration::from_millis(300 + 150 * (cycle % 3));
+        let started = Instant::now();
+        while started.elapsed() < run_for {
+            n += 1;
+            let r = http
+                .post(format!("{}/leads/contoso?code={SECRET}", p.base()))
+                .header("Content-Type", "application/json")
+                .body(lead_n(n))
+                .send()
+                .await;
+            if let Ok(r) = r
+                && r.status() == 202
+            {
+                accepted.insert(email(n));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        p.kill();
+    }
+    assert!(accepted.len() > 20, "leads flowed: {}", accepted.len());
+    let _last = Process::start(&t.config_path, port, &log).await;
+    wait_all_created(&fake, &accepted, Duration::from_secs(60)).await;
+    assert_exactly_once(&fake, &accepted);
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
+    if !is_postgres(&test_store_url(std::path::Path::new("/nonexistent")).await) {
+        eprintln!("skipped: two replicas need PostgreSQL (LEADBRIDGE_TEST_BACKEND=postgres)");
+        return;
+    }
+    let t = TestApp::prepare(TestConfig {
+        lease: "2s",
+        delivery_toml: FAST.into(),
+        ..Default::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    let fake = mount_fake(
+        &t.dataverse,
+        Plan::Flaky { every: 5 },
+        Duration::from_millis(80),
+    )
+    .await;
+    let log = t.dir.path().join("leadbridge.log");
+    let mut a = Process::start(&t.config_path, free_port(), &log).await;
+    let b = Process::start(&t.config_path, free_port(), &log).await;
+    let http = reqwest::Client::new();
+    let mut accepted = HashSet::new();
+    for n in 0..60 {
+        if n == 30 {
+            // Killed with deliveries in flight: the other replica takes them
+            // over when their leases expire.
+            a.kill();
+        }
+        let target = if n < 30 && n % 2 == 0 {
+            a.base()
+        } else {
+            b.base()
+        };
+        let r = http
+            .post(format!("{target}/leads/contoso?code={SECRET}"))
+            .header("Content-Type", "application/json")
+            .body(lead_n(n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        accepted.insert(email(n));
+    }
+    wait_all_created(&fake, &accepted, Duration::from_secs(60)).await;
+    assert_exactly_once(&fake, &accepted);
+    drop(b);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_delivery_in_flight_finish() {
+    let t = TestApp::prepare(TestConfig::default()).await;
+    mount_token(&t.entra, "token-1").await;
+    let fake = mount_fake(&t.dataverse, Plan::AlwaysOk, Duration::from_millis(1500)).await;
+    let log = t.dir.path().join("leadbridge.log");
+    let mut p = Process::start(&t.config_path, free_port(), &log).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/leads/contoso?code={SECRET}", p.base()))
+        .header("Content-Type", "application/json")
+        .body(sample_2020())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.log().is_empty() {
+        assert!(Instant::now() < deadline, "the delivery never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = p.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert_eq!(fake.records().len(), 1, "the request in flight completed");
+    let store = leadbridge::store::connect(&t.store_url).await.unwrap();
+    let rows = store.list_deliveries(&Default::default()).await.unwrap();
+    assert_eq!(
+        rows[0].status,
+        DeliveryStatus::Delivered,
+        "and its outcome was recorded"
+    );
+}
