@@ -3,7 +3,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod credentials;
 mod delivery;
 mod intake;
+mod reload;
 mod restart;
 mod tokens;

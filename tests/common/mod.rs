@@ -34,6 +34,10 @@ pub struct TestConfig {
     pub mapping: PathBuf,
     pub max_attempts: u32,
     pub extra_toml: String,
+    /// Replaces the `client_secret = …` line of `[organizations.contoso.auth]`
+    /// (authority_host, tenant_id and client_id stay). `{entra}` stands for the
+    /// Entra fake's base URL, which is only known once it runs.
+    pub credential: Option<String>,
 }
 
 impl Default for TestConfig {
@@ -43,6 +47,7 @@ impl Default for TestConfig {
             mapping: repo_path("mappings/contoso.yaml"),
             max_attempts: 5,
             extra_toml: String::new(),
+            credential: None,
         }
     }
 }
@@ -100,7 +105,7 @@ endpoint_secrets = ["{SECRET}", "{SECOND_SECRET}"]
 authority_host = "{entra}"
 tenant_id = "{TENANT}"
 client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
+{credential}
 {extra}
 "#,
             db = db_path.display(),
@@ -110,6 +115,11 @@ client_secret = "{CLIENT_SECRET}"
             mapping = cfg.mapping.display(),
             entra = entra.uri(),
             extra = cfg.extra_toml,
+            credential = cfg
+                .credential
+                .as_deref()
+                .unwrap_or(&format!("client_secret = \"{CLIENT_SECRET}\""))
+                .replace("{entra}", &entra.uri()),
         );
         std::fs::write(&config_path, toml).expect("write config");
         let mut me = Self {
@@ -211,6 +221,20 @@ client_secret = "{CLIENT_SECRET}"
         n
     }
 
+    /// The JSON body Dataverse received for the record `record_id`.
+    pub async fn sent_record(&self, record_id: Uuid) -> Value {
+        self.requests_to(&self.dataverse, LEADS_PATH)
+            .await
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .find(|v| v["leadid"] == record_id.to_string())
+            .unwrap_or_else(|| panic!("no Dataverse request for record {record_id}"))
+    }
+
+    pub fn mappings(&self) -> std::sync::Arc<leadbridge::mapping::MappingRegistry> {
+        self.app.as_ref().expect("running").mappings()
+    }
+
     pub async fn requests_to(&self, server: &MockServer, path_: &str) -> Vec<Request> {
         server
             .received_requests()
@@ -302,4 +326,74 @@ pub fn sample_2020() -> &'static str {
 
 pub fn sample_2018() -> &'static str {
     leadbridge::lead::SAMPLE_LEAD_2018
+}
+
+// ---- helpers --------------------------------------------------------------
+
+/// Polls `done` until it holds; panics with `what` after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The fields of a form-encoded body.
+pub fn form_fields(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_path("tests/fixtures").join(name)
+}
+
+/// A directory laid out and updated the way the kubelet does a ConfigMap
+/// volume: `..<timestamp>/` holds the files, `..data` links to it, and each
+/// `<key>` is a symlink to `..data/<key>`. An update writes a new timestamped
+/// directory, points a `..data_tmp` symlink at it, renames that over `..data`
+/// (atomic) and removes the old directory.
+pub struct ConfigMapVolume {
+    pub dir: PathBuf,
+    current: Option<String>,
+    updates: u32,
+}
+
+impl ConfigMapVolume {
+    pub fn new(dir: &Path, files: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(dir).expect("volume dir");
+        let mut me = Self {
+            dir: dir.to_owned(),
+            current: None,
+            updates: 0,
+        };
+        me.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name))
+                .expect("key symlink");
+        }
+        me
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
+    }
+
+    pub fn update(&mut self, files: &[(&str, &str)]) {
+        self.updates += 1;
+        let stamp = format!("..2026_11_22_10_00_{:02}.{:09}", self.updates, 4242);
+        let target = self.dir.join(&stamp);
+        std::fs::create_dir(&target).expect("timestamped dir");
+        for (name, content) in files {
+            std::fs::write(target.join(name), content).expect("write key");
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&stamp, &tmp).expect("..data_tmp symlink");
+        std::fs::rename(&tmp, self.dir.join("..data")).expect("swap ..data");
+        if let Some(old) = self.current.replace(stamp) {
+            std::fs::remove_dir_all(self.dir.join(old)).expect("remove old dir");
+        }
+    }
 }
