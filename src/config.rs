@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use config::{Environment, File, FileFormat};
@@ -13,7 +14,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::auth::{
+    AssertionAlg, ClientCertificate, DEFAULT_IMDS_ENDPOINT, EntraApp, ManagedIdentity,
+};
 use crate::lead::OrgName;
+
+pub use crate::auth::Credentials;
 
 /// Where `serve` and the other verbs look when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -223,7 +229,7 @@ pub struct Organization {
     /// Live secrets for `?code=`; several during a rotation.
     pub endpoint_secrets: Vec<SecretString>,
     /// `None` only in dry-run mode.
-    pub auth: Option<ClientCredentials>,
+    pub auth: Option<Credentials>,
 }
 
 impl fmt::Debug for Organization {
@@ -237,17 +243,6 @@ impl fmt::Debug for Organization {
             .field("auth", &self.auth)
             .finish()
     }
-}
-
-/// Entra ID client-credentials settings of one organization.
-#[derive(Debug, Clone)]
-pub struct ClientCredentials {
-    pub authority_host: Url,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-    /// `<org url>/.default` unless overridden.
-    pub scope: String,
 }
 
 /// What is wrong with the configuration, every problem at once.
@@ -315,12 +310,61 @@ struct RawOrganization {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
+    /// `client_secret` (default), `certificate`, `workload_identity`, `managed_identity`.
+    method: Option<String>,
     authority_host: Option<String>,
     tenant_id: Option<String>,
     client_id: Option<String>,
+    scope: Option<String>,
     client_secret: Option<String>,
     client_secret_file: Option<PathBuf>,
-    scope: Option<String>,
+    /// PEM text (certificate, and the key unless `private_key*` is given).
+    certificate: Option<String>,
+    certificate_file: Option<PathBuf>,
+    private_key: Option<String>,
+    private_key_file: Option<PathBuf>,
+    assertion_alg: Option<String>,
+    federated_token_file: Option<PathBuf>,
+    imds_endpoint: Option<String>,
+}
+
+/// The credential kinds `auth.method` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthMethod {
+    ClientSecret,
+    Certificate,
+    WorkloadIdentity,
+    ManagedIdentity,
+}
+
+impl AuthMethod {
+    const ALL: [(&'static str, AuthMethod); 4] = [
+        ("client_secret", AuthMethod::ClientSecret),
+        ("certificate", AuthMethod::Certificate),
+        ("workload_identity", AuthMethod::WorkloadIdentity),
+        ("managed_identity", AuthMethod::ManagedIdentity),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// Where `AZURE_*` variables are read: the process environment, or the map a
+/// test passes to [`Settings::load_with_env`].
+struct EnvVars(Option<HashMap<String, String>>);
+
+impl EnvVars {
+    fn get(&self, key: &str) -> Option<String> {
+        match &self.0 {
+            Some(map) => map.get(key).cloned(),
+            None => std::env::var(key).ok(),
+        }
+        .filter(|v| !v.trim().is_empty())
+    }
 }
 
 /// A list, or one string with comma-separated items: environment variables
@@ -373,8 +417,8 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        if let Some(env) = env {
-            environment = environment.source(Some(env.into_iter().collect()));
+        if let Some(env) = &env {
+            environment = environment.source(Some(env.clone().into_iter().collect()));
         }
         let raw: RawSettings = config::Config::builder()
             .add_source(File::from_str(&text, FileFormat::Toml))
@@ -382,7 +426,7 @@ impl Settings {
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|e| load_err(e.to_string()))?;
-        raw.validate(base_dir.as_deref())
+        raw.validate(base_dir.as_deref(), &EnvVars(env))
     }
 
     pub fn organization(&self, name: &OrgName) -> Option<&Organization> {
@@ -408,7 +452,7 @@ impl Settings {
 impl RawSettings {
     /// `base_dir`: relative mapping paths that do not exist from the working
     /// directory are tried relative to the config file's project directory.
-    fn validate(self, base_dir: Option<&Path>) -> Result<Settings, ConfigError> {
+    fn validate(self, base_dir: Option<&Path>, env: &EnvVars) -> Result<Settings, ConfigError> {
         let mut issues = Vec::new();
         let mut issue = |key: String, problem: String| issues.push(ConfigIssue { key, problem });
 
@@ -503,7 +547,7 @@ impl RawSettings {
                     continue;
                 }
             };
-            match raw.validate(&org_name, &key, base_dir) {
+            match raw.validate(&org_name, &key, base_dir, env) {
                 Ok(org) => {
                     organizations.insert(org_name, org);
                 }
@@ -535,6 +579,7 @@ impl RawOrganization {
         name: &OrgName,
         key: &str,
         base_dir: Option<&Path>,
+        env: &EnvVars,
     ) -> Result<Organization, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         let mut issue = |k: &str, problem: String| {
@@ -605,12 +650,12 @@ impl RawOrganization {
         }
 
         let auth = match (self.auth, self.dry_run) {
-            (Some(a), _) => a.validate(url.as_ref(), &mut issue),
+            (Some(a), _) => a.validate(url.as_ref(), env, &mut issue),
             (None, true) => None,
             (None, false) => {
                 issue(
                     "auth",
-                    "missing: tenant_id, client_id and client_secret are needed unless dry_run = true".into(),
+                    "missing: credentials are needed unless dry_run = true (tenant_id, client_id and client_secret, or another auth.method)".into(),
                 );
                 None
             }
@@ -638,24 +683,156 @@ impl RawAuth {
     fn validate(
         self,
         org_url: Option<&Url>,
+        env: &EnvVars,
         issue: &mut impl FnMut(&str, String),
-    ) -> Option<ClientCredentials> {
-        let authority_host = match Url::parse(
-            self.authority_host
-                .as_deref()
-                .unwrap_or(PUBLIC_CLOUD_AUTHORITY),
-        ) {
-            Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
-            _ => {
+    ) -> Option<Credentials> {
+        let method = match self.method.as_deref().map(str::trim) {
+            None | Some("") => AuthMethod::ClientSecret,
+            Some(m) => match AuthMethod::ALL.iter().find(|(name, _)| *name == m) {
+                Some((_, method)) => *method,
+                None => {
+                    issue(
+                        "auth.method",
+                        format!(
+                            "unknown method `{m}`; expected one of client_secret, certificate, workload_identity, managed_identity"
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+
+        // A secret given for another method is a mistake worth stopping for:
+        // the user believes it is in use.
+        let only_for = [
+            (
+                "client_secret",
+                self.client_secret.is_some(),
+                AuthMethod::ClientSecret,
+            ),
+            (
+                "client_secret_file",
+                self.client_secret_file.is_some(),
+                AuthMethod::ClientSecret,
+            ),
+            (
+                "certificate",
+                self.certificate.is_some(),
+                AuthMethod::Certificate,
+            ),
+            (
+                "certificate_file",
+                self.certificate_file.is_some(),
+                AuthMethod::Certificate,
+            ),
+            (
+                "private_key",
+                self.private_key.is_some(),
+                AuthMethod::Certificate,
+            ),
+            (
+                "private_key_file",
+                self.private_key_file.is_some(),
+                AuthMethod::Certificate,
+            ),
+            (
+                "assertion_alg",
+                self.assertion_alg.is_some(),
+                AuthMethod::Certificate,
+            ),
+            (
+                "federated_token_file",
+                self.federated_token_file.is_some(),
+                AuthMethod::WorkloadIdentity,
+            ),
+            (
+                "imds_endpoint",
+                self.imds_endpoint.is_some(),
+                AuthMethod::ManagedIdentity,
+            ),
+        ];
+        let mut misplaced = false;
+        for (key, given, belongs_to) in only_for {
+            if given && belongs_to != method {
                 issue(
-                    "auth.authority_host",
-                    "must be a URL such as https://login.microsoftonline.com".into(),
+                    &format!("auth.{key}"),
+                    format!(
+                        "only used with method = \"{}\", but method is \"{}\"",
+                        belongs_to.name(),
+                        method.name()
+                    ),
                 );
-                None
+                misplaced = true;
+            }
+        }
+
+        if method == AuthMethod::ManagedIdentity {
+            let endpoint = self
+                .imds_endpoint
+                .as_deref()
+                .unwrap_or(DEFAULT_IMDS_ENDPOINT);
+            let endpoint = match Url::parse(endpoint) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
+                _ => {
+                    issue(
+                        "auth.imds_endpoint",
+                        format!("must be a URL such as {DEFAULT_IMDS_ENDPOINT}"),
+                    );
+                    None
+                }
+            };
+            // IMDS wants the resource itself; a configured scope names it too.
+            let resource = match self.scope {
+                Some(scope) => scope.trim().trim_end_matches("/.default").to_owned(),
+                None => org_url?.as_str().trim_end_matches('/').to_owned(),
+            };
+            let client_id = self
+                .client_id
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty());
+            if misplaced {
+                return None;
+            }
+            return Some(Credentials::ManagedIdentity(ManagedIdentity {
+                endpoint: endpoint?,
+                resource,
+                client_id,
+            }));
+        }
+
+        // Workload identity: the webhook's AZURE_* variables fill what the
+        // file leaves out (the Helm chart may render an empty tenant_id).
+        let from_env = |given: Option<String>, var: &str| {
+            let given = given.filter(|s| !s.trim().is_empty());
+            if method == AuthMethod::WorkloadIdentity {
+                given.or_else(|| env.get(var))
+            } else {
+                given
             }
         };
+        let wi_hint = |var: &str| {
+            if method == AuthMethod::WorkloadIdentity {
+                format!(
+                    " (or the environment variable {var}, set by the Azure Workload Identity webhook)"
+                )
+            } else {
+                String::new()
+            }
+        };
+        let authority_host = from_env(self.authority_host, "AZURE_AUTHORITY_HOST");
+        let authority_host =
+            match Url::parse(authority_host.as_deref().unwrap_or(PUBLIC_CLOUD_AUTHORITY)) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
+                _ => {
+                    issue(
+                        "auth.authority_host",
+                        "must be a URL such as https://login.microsoftonline.com".into(),
+                    );
+                    None
+                }
+            };
         let mut required =
-            |k: &str, v: Option<String>, what: &str| match v.map(|s| s.trim().to_owned()) {
+            |k: &str, v: Option<String>, what: String| match v.map(|s| s.trim().to_owned()) {
                 Some(s) if !s.is_empty() => Some(s),
                 _ => {
                     issue(&format!("auth.{k}"), format!("missing: {what}"));
@@ -664,58 +841,203 @@ impl RawAuth {
             };
         let tenant_id = required(
             "tenant_id",
-            self.tenant_id,
-            "the Directory (tenant) ID of the app registration",
+            from_env(self.tenant_id, "AZURE_TENANT_ID"),
+            format!(
+                "the Directory (tenant) ID of the app registration{}",
+                wi_hint("AZURE_TENANT_ID")
+            ),
         );
         let client_id = required(
             "client_id",
-            self.client_id,
-            "the Application (client) ID of the app registration",
+            from_env(self.client_id, "AZURE_CLIENT_ID"),
+            format!(
+                "the Application (client) ID of the app registration{}",
+                wi_hint("AZURE_CLIENT_ID")
+            ),
         );
-        let client_secret = match (self.client_secret, self.client_secret_file) {
-            (Some(s), None) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-            (None, Some(path)) => match std::fs::read_to_string(&path) {
-                Ok(s) if !s.trim().is_empty() => Some(s.trim_end_matches(['\r', '\n']).to_owned()),
-                Ok(_) => {
-                    issue(
-                        "auth.client_secret_file",
-                        format!("{} is empty", path.display()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    issue(
-                        "auth.client_secret_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    None
-                }
-            },
-            (Some(_), Some(_)) => {
-                issue(
-                    "auth.client_secret",
-                    "give client_secret or client_secret_file, not both".into(),
-                );
-                None
-            }
-            _ => {
-                issue(
-                    "auth.client_secret",
-                    "missing: the app registration's client secret (or client_secret_file)".into(),
-                );
-                None
-            }
-        };
         let scope = self
             .scope
             .or_else(|| org_url.map(|u| format!("{}/.default", u.as_str().trim_end_matches('/'))));
-        Some(ClientCredentials {
+
+        let kind = match method {
+            AuthMethod::ClientSecret => {
+                match secret_text(
+                    issue,
+                    "client_secret",
+                    self.client_secret,
+                    self.client_secret_file,
+                ) {
+                    Ok(Some(secret)) => Some(Kind::Secret(SecretString::from(secret))),
+                    Ok(None) => {
+                        issue(
+                            "auth.client_secret",
+                            "missing: the app registration's client secret (or client_secret_file)"
+                                .into(),
+                        );
+                        None
+                    }
+                    Err(()) => None,
+                }
+            }
+            AuthMethod::Certificate => certificate(
+                issue,
+                (self.certificate, self.certificate_file),
+                (self.private_key, self.private_key_file),
+                self.assertion_alg,
+            )
+            .map(|c| Kind::Certificate(Arc::new(c))),
+            AuthMethod::WorkloadIdentity => {
+                match from_env(
+                    self.federated_token_file.map(|p| p.display().to_string()),
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                ) {
+                    Some(path) if Path::new(&path).is_file() => {
+                        Some(Kind::Federated(PathBuf::from(path)))
+                    }
+                    Some(path) => {
+                        issue(
+                            "auth.federated_token_file",
+                            format!("{path} does not exist or is not a file"),
+                        );
+                        None
+                    }
+                    None => {
+                        issue(
+                            "auth.federated_token_file",
+                            format!(
+                                "missing: the path of the projected service-account token{}",
+                                wi_hint("AZURE_FEDERATED_TOKEN_FILE")
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            AuthMethod::ManagedIdentity => None,
+        };
+        if misplaced {
+            return None;
+        }
+        let app = EntraApp {
             authority_host: authority_host?,
             tenant_id: tenant_id?,
             client_id: client_id?,
-            client_secret: SecretString::from(client_secret?),
             scope: scope?,
+        };
+        Some(match kind? {
+            Kind::Secret(secret) => Credentials::ClientSecret { app, secret },
+            Kind::Certificate(certificate) => Credentials::Certificate { app, certificate },
+            Kind::Federated(token_file) => Credentials::WorkloadIdentity { app, token_file },
         })
+    }
+}
+
+/// What an app registration's credential turned out to be.
+enum Kind {
+    Secret(SecretString),
+    Certificate(Arc<ClientCertificate>),
+    Federated(PathBuf),
+}
+
+/// A secret given as `key` or as `key_file` (trailing newline dropped).
+/// `Ok(None)`: neither given; `Err`: the problem is already reported.
+fn secret_text(
+    issue: &mut impl FnMut(&str, String),
+    key: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<String>, ()> {
+    match (inline, file) {
+        (Some(s), None) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+        (Some(_), None) => {
+            issue(&format!("auth.{key}"), "is empty".into());
+            Err(())
+        }
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim_end_matches(['\r', '\n']).to_owned())),
+            Ok(_) => {
+                issue(
+                    &format!("auth.{key}_file"),
+                    format!("{} is empty", path.display()),
+                );
+                Err(())
+            }
+            Err(e) => {
+                issue(
+                    &format!("auth.{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                Err(())
+            }
+        },
+        (Some(_), Some(_)) => {
+            issue(
+                &format!("auth.{key}"),
+                format!("give {key} or {key}_file, not both"),
+            );
+            Err(())
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads and checks the certificate credential: PEM certificate, its RSA key
+/// (from the same text unless given apart) and the assertion algorithm.
+fn certificate(
+    issue: &mut impl FnMut(&str, String),
+    cert: (Option<String>, Option<PathBuf>),
+    key: (Option<String>, Option<PathBuf>),
+    alg: Option<String>,
+) -> Option<ClientCertificate> {
+    let alg = match alg.as_deref() {
+        None => Some(AssertionAlg::Ps256),
+        Some(a) => AssertionAlg::parse(a).or_else(|| {
+            issue(
+                "auth.assertion_alg",
+                format!("unknown algorithm `{a}`; expected PS256 (default) or RS256"),
+            );
+            None
+        }),
+    };
+    // Which setting a problem is reported under, and the file it came from.
+    let named = |inline: &Option<String>, file: &Option<PathBuf>, name: &'static str| match file {
+        Some(path) if inline.is_none() => (format!("{name}_file"), format!("{}: ", path.display())),
+        _ => (name.to_owned(), String::new()),
+    };
+    let cert_names = named(&cert.0, &cert.1, "certificate");
+    let key_names = if key.0.is_none() && key.1.is_none() {
+        cert_names.clone()
+    } else {
+        named(&key.0, &key.1, "private_key")
+    };
+    let cert_text = match secret_text(issue, "certificate", cert.0, cert.1) {
+        Ok(Some(text)) => Some(text),
+        Ok(None) => {
+            issue(
+                "auth.certificate_file",
+                "missing: a PEM file with the app registration's certificate and its private key"
+                    .into(),
+            );
+            None
+        }
+        Err(()) => None,
+    };
+    let key_text = match secret_text(issue, "private_key", key.0, key.1) {
+        Ok(Some(text)) => Some(text),
+        Ok(None) => cert_text.clone(),
+        Err(()) => None,
+    };
+    match ClientCertificate::from_pem(cert_text?.as_bytes(), key_text?.as_bytes(), alg?) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let (k, file) = if e.concerns_key() {
+                key_names
+            } else {
+                cert_names
+            };
+            issue(&format!("auth.{k}"), format!("{file}{e}"));
+            None
+        }
     }
 }
 
@@ -838,11 +1160,13 @@ client_secret_file = "{}"
         let s = load(&toml, &[]).unwrap();
         let org = &s.organizations[&OrgName::parse("contoso").unwrap()];
         assert_eq!(org.endpoint_secrets.len(), 2);
-        let auth = org.auth.as_ref().unwrap();
-        assert_eq!(auth.client_secret.expose_secret(), "s3cret-value");
-        assert_eq!(auth.scope, "https://contoso.crm4.dynamics.com/.default");
+        let Some(Credentials::ClientSecret { app, secret }) = &org.auth else {
+            panic!("client secret credentials expected: {:?}", org.auth);
+        };
+        assert_eq!(secret.expose_secret(), "s3cret-value");
+        assert_eq!(app.scope, "https://contoso.crm4.dynamics.com/.default");
         assert_eq!(
-            auth.authority_host.as_str(),
+            app.authority_host.as_str(),
             "https://login.microsoftonline.com/"
         );
         assert!(
@@ -917,5 +1241,239 @@ endpoint_secrets = ["0123456789abcdef"]
     fn missing_file_is_a_load_error() {
         let err = Settings::load(Path::new("/nonexistent/leadbridge.toml")).unwrap_err();
         assert!(matches!(err, ConfigError::Load { .. }));
+    }
+
+    fn fixture(name: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    fn live(auth: &str) -> String {
+        format!(
+            r#"
+[organizations.contoso]
+url = "https://contoso.crm4.dynamics.com/"
+endpoint_secrets = ["0123456789abcdef"]
+[organizations.contoso.auth]
+{auth}
+"#
+        )
+    }
+
+    fn credentials(toml: &str, env: &[(&str, &str)]) -> Credentials {
+        let s = load(toml, env).unwrap_or_else(|e| panic!("{e}"));
+        s.organizations[&OrgName::parse("contoso").unwrap()]
+            .auth
+            .clone()
+            .unwrap()
+    }
+
+    fn problem_at(toml: &str, key: &str) -> String {
+        let p = problems(toml);
+        p.iter()
+            .find(|i| i.key == format!("organizations.contoso.auth.{key}"))
+            .unwrap_or_else(|| panic!("no problem at {key}: {p:#?}"))
+            .problem
+            .clone()
+    }
+
+    #[test]
+    fn certificate_credentials_in_one_file_or_two() {
+        for auth in [
+            format!(
+                "method = \"certificate\"\ntenant_id = \"t\"\nclient_id = \"c\"\ncertificate_file = \"{}\"",
+                fixture("client-combined.pem")
+            ),
+            format!(
+                "method = \"certificate\"\ntenant_id = \"t\"\nclient_id = \"c\"\ncertificate_file = \"{}\"\nprivate_key_file = \"{}\"\nassertion_alg = \"RS256\"",
+                fixture("client-cert.pem"),
+                fixture("client-key-pkcs1.pem")
+            ),
+        ] {
+            let c = credentials(&live(&auth), &[]);
+            let Credentials::Certificate { app, certificate } = &c else {
+                panic!("certificate expected: {c:?}");
+            };
+            assert_eq!(app.client_id, "c");
+            assert_eq!(
+                app.token_url(),
+                "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+            );
+            let expected = if auth.contains("RS256") {
+                AssertionAlg::Rs256
+            } else {
+                AssertionAlg::Ps256
+            };
+            assert_eq!(certificate.alg(), expected);
+            assert!(!format!("{c:?}").contains("PRIVATE"));
+        }
+    }
+
+    #[test]
+    fn certificate_problems_name_the_key_and_the_file() {
+        let base = "method = \"certificate\"\ntenant_id = \"t\"\nclient_id = \"c\"";
+        let mismatch = problem_at(
+            &live(&format!(
+                "{base}\ncertificate_file = \"{}\"\nprivate_key_file = \"{}\"",
+                fixture("client-cert.pem"),
+                fixture("other-key.pem")
+            )),
+            "private_key_file",
+        );
+        assert!(
+            mismatch.contains("does not belong to the certificate")
+                && mismatch.contains("other-key.pem"),
+            "{mismatch}"
+        );
+        let unreadable = problem_at(
+            &live(&format!(
+                "{base}\ncertificate_file = \"/nonexistent/cert.pem\""
+            )),
+            "certificate_file",
+        );
+        assert!(
+            unreadable.contains("cannot read /nonexistent/cert.pem"),
+            "{unreadable}"
+        );
+        let no_key = problem_at(
+            &live(&format!(
+                "{base}\ncertificate_file = \"{}\"",
+                fixture("client-cert.pem")
+            )),
+            "certificate_file",
+        );
+        assert!(no_key.contains("no PEM private key"), "{no_key}");
+        let no_cert = problem_at(
+            &live(&format!(
+                "{base}\ncertificate_file = \"{}\"",
+                fixture("client-key.pem")
+            )),
+            "certificate_file",
+        );
+        assert!(no_cert.contains("no PEM certificate"), "{no_cert}");
+        assert!(problem_at(&live(base), "certificate_file").starts_with("missing"));
+        let alg = problem_at(
+            &live(&format!(
+                "{base}\nassertion_alg = \"HS256\"\ncertificate_file = \"{}\"",
+                fixture("client-combined.pem")
+            )),
+            "assertion_alg",
+        );
+        assert!(alg.contains("PS256"), "{alg}");
+    }
+
+    #[test]
+    fn unknown_methods_and_misplaced_keys_are_refused() {
+        let p = problem_at(&live("method = \"password\""), "method");
+        assert!(p.contains("unknown method `password`"), "{p}");
+        let p = problem_at(
+            &live("method = \"managed_identity\"\nclient_secret = \"x\""),
+            "client_secret",
+        );
+        assert!(
+            p.contains("only used with method = \"client_secret\""),
+            "{p}"
+        );
+        let p = problem_at(
+            &live(
+                "tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\nfederated_token_file = \"/x\"",
+            ),
+            "federated_token_file",
+        );
+        assert!(p.contains("workload_identity"), "{p}");
+    }
+
+    #[test]
+    fn workload_identity_as_the_helm_chart_renders_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("azure-identity-token");
+        std::fs::write(&token, "eyJhbGciOi.federated.token").unwrap();
+        let token = token.display().to_string();
+        // The chart renders an empty tenant_id when only the webhook knows it.
+        let chart = live(
+            "method = \"workload_identity\"\nauthority_host = \"https://login.microsoftonline.com\"\ntenant_id = \"\"\nclient_id = \"from-chart\"",
+        );
+        let env = [
+            ("AZURE_TENANT_ID", "tenant-from-env"),
+            ("AZURE_CLIENT_ID", "client-from-env"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/"),
+            ("AZURE_FEDERATED_TOKEN_FILE", token.as_str()),
+        ];
+        let Credentials::WorkloadIdentity { app, token_file } = credentials(&chart, &env) else {
+            panic!("workload identity expected");
+        };
+        assert_eq!(app.tenant_id, "tenant-from-env");
+        assert_eq!(
+            app.client_id, "from-chart",
+            "the config wins over the environment"
+        );
+        assert_eq!(
+            app.authority_host.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+        assert_eq!(app.scope, "https://contoso.crm4.dynamics.com/.default");
+        assert_eq!(token_file, PathBuf::from(&token));
+
+        // Nothing in the file but the method: all from the webhook's variables.
+        let Credentials::WorkloadIdentity { app, .. } =
+            credentials(&live("method = \"workload_identity\""), &env)
+        else {
+            panic!("workload identity expected");
+        };
+        assert_eq!(
+            app.token_url(),
+            "https://login.microsoftonline.us/tenant-from-env/oauth2/v2.0/token"
+        );
+
+        // Without the webhook, every missing piece is named.
+        let p = problems(&live("method = \"workload_identity\""));
+        let keys: Vec<&str> = p.iter().map(|i| i.key.as_str()).collect();
+        for k in ["tenant_id", "client_id", "federated_token_file"] {
+            assert!(
+                keys.contains(&format!("organizations.contoso.auth.{k}").as_str()),
+                "{p:#?}"
+            );
+        }
+        assert!(
+            p.iter()
+                .any(|i| i.problem.contains("AZURE_FEDERATED_TOKEN_FILE"))
+        );
+        let p = problem_at(
+            &live(
+                "method = \"workload_identity\"\ntenant_id = \"t\"\nclient_id = \"c\"\nfederated_token_file = \"/nonexistent/token\"",
+            ),
+            "federated_token_file",
+        );
+        assert!(p.contains("/nonexistent/token"), "{p}");
+    }
+
+    #[test]
+    fn managed_identity_needs_nothing_but_the_method() {
+        let c = credentials(&live("method = \"managed_identity\""), &[]);
+        let Credentials::ManagedIdentity(mi) = c else {
+            panic!("managed identity expected");
+        };
+        assert_eq!(mi.endpoint.as_str(), DEFAULT_IMDS_ENDPOINT);
+        assert_eq!(mi.resource, "https://contoso.crm4.dynamics.com");
+        assert_eq!(mi.client_id, None);
+        let c = credentials(
+            &live(
+                "method = \"managed_identity\"\nclient_id = \"user-assigned\"\nimds_endpoint = \"http://127.0.0.1:1/token\"",
+            ),
+            &[],
+        );
+        let Credentials::ManagedIdentity(mi) = c else {
+            panic!("managed identity expected");
+        };
+        assert_eq!(mi.client_id.as_deref(), Some("user-assigned"));
+        assert_eq!(mi.endpoint.as_str(), "http://127.0.0.1:1/token");
+        let p = problem_at(
+            &live("method = \"managed_identity\"\nimds_endpoint = \"nope\""),
+            "imds_endpoint",
+        );
+        assert!(p.contains("169.254.169.254"), "{p}");
     }
 }

@@ -13,7 +13,7 @@ use crate::dataverse::DataverseClient;
 use crate::delivery::{Deps, Worker};
 use crate::http_client;
 use crate::intake::{self, EndpointSecrets, Intake};
-use crate::mapping::{MappingError, MappingRegistry};
+use crate::mapping::{MappingError, MappingRegistry, watch};
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub struct Application {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    mappings: Arc<MappingRegistry>,
+    /// Mapping hot reload; `None` if the directories could not be watched.
+    mapping_watch: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -47,13 +50,15 @@ impl Application {
     /// worker. Port 0 in `server.listen` picks a free port (tests).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
-        let mappings = MappingRegistry::load(
-            settings
-                .organizations
-                .values()
-                .map(|o| (&o.name, o.mapping.as_path())),
-        )
-        .map_err(StartupError::Mappings)?;
+        let mappings = Arc::new(
+            MappingRegistry::load(
+                settings
+                    .organizations
+                    .values()
+                    .map(|o| (&o.name, o.mapping.as_path())),
+            )
+            .map_err(StartupError::Mappings)?,
+        );
         let store = store::connect(&settings.store.url).await?;
         let http = http_client::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());
@@ -63,7 +68,7 @@ impl Application {
             Deps::new(
                 Arc::clone(&store),
                 Arc::clone(&settings),
-                Arc::new(mappings),
+                Arc::clone(&mappings),
                 Arc::new(TokenProvider::new(http.clone())),
                 DataverseClient::new(http),
             ),
@@ -99,6 +104,7 @@ impl Application {
             Arc::clone(&settings),
             shutdown.clone(),
         ));
+        let mapping_watch = start_mapping_watch(&mappings, &shutdown);
         tracing::info!(%addr, store = %redact_url(&settings.store.url), "leadbridge listening");
         Ok(Self {
             addr,
@@ -107,6 +113,8 @@ impl Application {
             shutdown,
             server,
             worker,
+            mappings,
+            mapping_watch,
         })
     }
 
@@ -122,6 +130,11 @@ impl Application {
         Arc::clone(&self.store)
     }
 
+    /// The mappings in force; [`MappingRegistry::generation`] tells reloads.
+    pub fn mappings(&self) -> Arc<MappingRegistry> {
+        Arc::clone(&self.mappings)
+    }
+
     /// Cancelling it stops the listener, then lets deliveries in flight finish.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -131,6 +144,9 @@ impl Application {
         let _ = self.server.await;
         self.shutdown.cancel();
         let _ = self.worker.await;
+        if let Some(watch) = self.mapping_watch {
+            let _ = watch.await;
+        }
     }
 
     pub async fn stop(self) {
@@ -170,6 +186,24 @@ async fn purge_periodically(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed; will try again"),
+        }
+    }
+}
+
+/// Without a watch the service still works, on the mappings loaded at start.
+fn start_mapping_watch(
+    mappings: &Arc<MappingRegistry>,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    match watch::spawn(
+        Arc::clone(mappings),
+        watch::DEFAULT_DEBOUNCE,
+        shutdown.clone(),
+    ) {
+        Ok(task) => Some(task),
+        Err(e) => {
+            tracing::error!(error = %e, "mapping files will not be reloaded when they change");
+            None
         }
     }
 }

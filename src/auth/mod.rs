@@ -1,11 +1,18 @@
-//! Entra ID (Azure AD) access tokens for Dataverse, by OAuth2 client credentials.
+//! Entra ID (Azure AD) access tokens for Dataverse.
 //!
-//! Tokens are cached per (authority, tenant, client, scope) and fetched again
-//! shortly before they expire; callers asking for the same key at once share
-//! one request to Entra.
+//! Four ways to get one (see [`Credentials`]): OAuth2 client credentials with
+//! a client secret, a certificate-signed assertion or a workload-identity
+//! token, or the managed identity endpoint (IMDS) of the machine. Whatever the
+//! way, tokens are cached per (method, endpoint, client, scope) and fetched
+//! again shortly before they expire; callers asking for the same key at once
+//! share one request.
+
+pub mod certificate;
+mod credentials;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,10 +22,17 @@ use oauth2::{
     StandardErrorResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::config::ClientCredentials;
 use crate::http_client;
+
+pub use certificate::{AssertionAlg, CertificateError, ClientCertificate};
+pub use credentials::{Credentials, DEFAULT_IMDS_ENDPOINT, EntraApp, ManagedIdentity};
+
+/// IMDS API version with `resource` (not `scope`) and `client_id` parameters.
+const IMDS_API_VERSION: &str = "2018-02-01";
 
 /// Fetch a new token when less than this is left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -68,8 +82,11 @@ pub enum AuthError {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct TokenKey {
-    token_url: String,
+    method: &'static str,
+    /// The token endpoint, or the IMDS endpoint.
+    endpoint: String,
     client_id: String,
+    /// The scope, or the IMDS resource.
     scope: String,
 }
 
@@ -91,7 +108,7 @@ impl TokenProvider {
     }
 
     /// A valid token for these credentials, from the cache when possible.
-    pub async fn token(&self, creds: &ClientCredentials) -> Result<AccessToken, AuthError> {
+    pub async fn token(&self, creds: &Credentials) -> Result<AccessToken, AuthError> {
         let key = token_key(creds);
         let slot = self.slot(&key);
         let mut guard = slot.lock().await;
@@ -100,14 +117,14 @@ impl TokenProvider {
         {
             return Ok(t.clone());
         }
-        let fresh = self.fetch(&key, creds).await?;
+        let fresh = self.fetch(creds).await?;
         *guard = Some(fresh.clone());
         Ok(fresh)
     }
 
     /// Drops `rejected` from the cache (Dataverse answered 401 with it), unless
     /// another caller already replaced it.
-    pub async fn invalidate(&self, creds: &ClientCredentials, rejected: &AccessToken) {
+    pub async fn invalidate(&self, creds: &Credentials, rejected: &AccessToken) {
         let slot = self.slot(&token_key(creds));
         let mut guard = slot.lock().await;
         if guard.as_ref().is_some_and(|t| t.serial == rejected.serial) {
@@ -123,59 +140,252 @@ impl TokenProvider {
         Arc::clone(slots.entry(key.clone()).or_default())
     }
 
-    async fn fetch(
+    async fn fetch(&self, creds: &Credentials) -> Result<AccessToken, AuthError> {
+        // Measured from before the request: never trust a token longer than Entra meant.
+        let started = Instant::now();
+        let (secret, lifetime) = match creds {
+            Credentials::ClientSecret { app, secret } => {
+                self.client_credentials(app, ClientAuth::Secret(secret))
+                    .await?
+            }
+            Credentials::Certificate { app, certificate } => {
+                let assertion = certificate
+                    .assertion(&app.client_id, &app.token_url(), OffsetDateTime::now_utc())
+                    .map_err(|e| AuthError::Permanent {
+                        error: "invalid_certificate".into(),
+                        description: e.to_string(),
+                    })?;
+                self.client_credentials(app, ClientAuth::Assertion(&assertion))
+                    .await?
+            }
+            Credentials::WorkloadIdentity { app, token_file } => {
+                let assertion = read_federated_token(token_file).await?;
+                self.client_credentials(app, ClientAuth::Assertion(&assertion))
+                    .await?
+            }
+            Credentials::ManagedIdentity(mi) => self.managed_identity(mi).await?,
+        };
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tenant, client_id) = match creds {
+            Credentials::ManagedIdentity(mi) => (None, mi.client_id.as_deref()),
+            other => (
+                other.app().map(|a| a.tenant_id.as_str()),
+                other.app().map(|a| a.client_id.as_str()),
+            ),
+        };
+        tracing::info!(
+            method = creds.method(),
+            tenant,
+            client_id,
+            expires_in_s = lifetime.as_secs(),
+            "fetched Entra ID token"
+        );
+        Ok(AccessToken {
+            secret,
+            expires_at: started + lifetime,
+            serial,
+        })
+    }
+
+    /// The OAuth2 client-credentials grant at the app's token endpoint.
+    async fn client_credentials(
         &self,
-        key: &TokenKey,
-        creds: &ClientCredentials,
-    ) -> Result<AccessToken, AuthError> {
-        let token_url = TokenUrl::new(key.token_url.clone()).map_err(|e| AuthError::Permanent {
+        app: &EntraApp,
+        auth: ClientAuth<'_>,
+    ) -> Result<(SecretString, Duration), AuthError> {
+        let token_url = TokenUrl::new(app.token_url()).map_err(|e| AuthError::Permanent {
             error: "invalid_authority".into(),
             description: e.to_string(),
         })?;
-        let client = BasicClient::new(ClientId::new(creds.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                creds.client_secret.expose_secret().to_owned(),
-            ))
+        let mut client = BasicClient::new(ClientId::new(app.client_id.clone()))
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(token_url);
+        // Without a client secret, oauth2 puts only client_id in the body:
+        // exactly what a client assertion goes with.
+        if let ClientAuth::Secret(secret) = auth {
+            client = client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+        }
         let http = self.http.clone();
         let send = move |req: HttpRequest| {
             let http = http.clone();
             async move { send(&http, req).await }
         };
-        let started = Instant::now();
-        let response = client
+        let mut request = client
             .exchange_client_credentials()
-            .add_scope(Scope::new(creds.scope.clone()))
-            .request_async(&send)
+            .add_scope(Scope::new(app.scope.clone()));
+        if let ClientAuth::Assertion(assertion) = auth {
+            request = request
+                .add_extra_param(
+                    "client_assertion_type",
+                    certificate::JWT_BEARER_ASSERTION_TYPE,
+                )
+                .add_extra_param("client_assertion", assertion.expose_secret().to_owned());
+        }
+        let response = request.request_async(&send).await.map_err(classify)?;
+        Ok((
+            SecretString::from(response.access_token().secret().to_owned()),
+            response.expires_in().unwrap_or(FALLBACK_LIFETIME),
+        ))
+    }
+
+    /// `GET {imds}?api-version=2018-02-01&resource=…` with `Metadata: true`.
+    async fn managed_identity(
+        &self,
+        mi: &ManagedIdentity,
+    ) -> Result<(SecretString, Duration), AuthError> {
+        let mut url = mi.endpoint.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("api-version", IMDS_API_VERSION)
+                .append_pair("resource", &mi.resource);
+            if let Some(id) = &mi.client_id {
+                query.append_pair("client_id", id);
+            }
+        }
+        let unreachable = |e: reqwest::Error| AuthError::Transient {
+            reason: format!("managed identity endpoint: {}", without_url(&e)),
+            retry_after: None,
+        };
+        let response = self
+            .http
+            .get(url)
+            .header("Metadata", "true")
+            .send()
             .await
-            .map_err(classify)?;
-        let lifetime = response.expires_in().unwrap_or(FALLBACK_LIFETIME);
-        let serial = self
-            .serial
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(
-            tenant = %creds.tenant_id,
-            client_id = %creds.client_id,
-            expires_in_s = lifetime.as_secs(),
-            "fetched Entra ID token"
-        );
-        Ok(AccessToken {
-            secret: SecretString::from(response.access_token().secret().to_owned()),
-            // Measured from before the request: never trust a token longer than Entra meant.
-            expires_at: started + lifetime,
-            serial,
-        })
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let retry_after = http_client::retry_after(response.headers());
+        let body = response.bytes().await.map_err(unreachable)?;
+        if (200..300).contains(&status) {
+            return imds_token(&body);
+        }
+        let detail = error_description(&body);
+        match status {
+            // IMDS answers 404 and 410 while it starts or updates itself.
+            404 | 408 | 410 | 429 | 500.. => Err(AuthError::Transient {
+                reason: format!(
+                    "managed identity endpoint: HTTP {status}{}",
+                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+                retry_after,
+            }),
+            _ => {
+                let (error, description) =
+                    imds_error(&body).unwrap_or_else(|| (format!("HTTP {status}"), String::new()));
+                Err(AuthError::Permanent {
+                    error,
+                    description: format!("managed identity: {description}"),
+                })
+            }
+        }
     }
 }
 
-fn token_key(creds: &ClientCredentials) -> TokenKey {
-    let host = creds.authority_host.as_str().trim_end_matches('/');
-    TokenKey {
-        token_url: format!("{host}/{}/oauth2/v2.0/token", creds.tenant_id),
-        client_id: creds.client_id.clone(),
-        scope: creds.scope.clone(),
+/// How a client-credentials request proves the client's identity.
+#[derive(Clone, Copy)]
+enum ClientAuth<'a> {
+    Secret(&'a SecretString),
+    Assertion(&'a SecretString),
+}
+
+fn token_key(creds: &Credentials) -> TokenKey {
+    match creds {
+        Credentials::ManagedIdentity(mi) => TokenKey {
+            method: creds.method(),
+            endpoint: mi.endpoint.to_string(),
+            client_id: mi.client_id.clone().unwrap_or_default(),
+            scope: mi.resource.clone(),
+        },
+        Credentials::ClientSecret { app, .. }
+        | Credentials::Certificate { app, .. }
+        | Credentials::WorkloadIdentity { app, .. } => TokenKey {
+            method: creds.method(),
+            endpoint: app.token_url(),
+            client_id: app.client_id.clone(),
+            scope: app.scope.clone(),
+        },
     }
+}
+
+/// The projected service-account token, read anew each time: the kubelet
+/// rotates the file, and an old token is refused once it expires.
+async fn read_federated_token(path: &Path) -> Result<SecretString, AuthError> {
+    let transient = |reason: String| AuthError::Transient {
+        reason,
+        retry_after: None,
+    };
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) if !text.trim().is_empty() => Ok(SecretString::from(text.trim().to_owned())),
+        Ok(_) => Err(transient(format!(
+            "workload identity: the federated token file {} is empty",
+            path.display()
+        ))),
+        Err(e) => Err(transient(format!(
+            "workload identity: cannot read the federated token file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// IMDS sends `expires_in` as a string ("3599"); accept a number as well, and
+/// `expires_on` (Unix seconds) when `expires_in` is missing.
+fn imds_token(body: &[u8]) -> Result<(SecretString, Duration), AuthError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(u64),
+        Text(String),
+    }
+    impl Seconds {
+        fn get(&self) -> Option<u64> {
+            match self {
+                Seconds::Number(n) => Some(*n),
+                Seconds::Text(s) => s.trim().parse().ok(),
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    struct ImdsToken {
+        access_token: String,
+        expires_in: Option<Seconds>,
+        expires_on: Option<Seconds>,
+    }
+    // serde's message could quote a value from the body: say where, not what.
+    let token: ImdsToken = serde_json::from_slice(body).map_err(|e| AuthError::Transient {
+        reason: format!(
+            "unreadable managed identity token response (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+        retry_after: None,
+    })?;
+    let lifetime = match (&token.expires_in, &token.expires_on) {
+        (Some(s), _) if s.get().is_some() => s.get().map(Duration::from_secs),
+        (_, Some(on)) => on.get().and_then(|at| {
+            let left = i64::try_from(at).ok()? - OffsetDateTime::now_utc().unix_timestamp();
+            u64::try_from(left).ok().map(Duration::from_secs)
+        }),
+        _ => None,
+    };
+    Ok((
+        SecretString::from(token.access_token),
+        lifetime.unwrap_or(FALLBACK_LIFETIME),
+    ))
+}
+
+fn imds_error(body: &[u8]) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = v.get("error")?.as_str()?.to_owned();
+    let description = v
+        .get("error_description")
+        .and_then(|d| d.as_str())
+        .map(first_line)
+        .unwrap_or_default()
+        .to_owned();
+    Some((error, description))
 }
 
 /// Why the HTTP exchange with Entra did not produce a response worth parsing.

@@ -8,6 +8,7 @@
 mod parse;
 mod registry;
 mod template;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::{Mapping, MappingError};
@@ -12,6 +13,11 @@ use crate::lead::OrgName;
 #[derive(Debug, Default)]
 pub struct MappingRegistry {
     entries: RwLock<HashMap<OrgName, Entry>>,
+    /// Counts reloads that put a different mapping in force, so callers (and
+    /// tests) can tell that a change on disk has been taken up.
+    generation: AtomicU64,
+    /// Counts reloads refused because the file was unreadable or invalid.
+    rejected: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +50,7 @@ impl MappingRegistry {
         if errors.is_empty() {
             Ok(Self {
                 entries: RwLock::new(entries),
+                ..Self::default()
             })
         } else {
             Err(errors)
@@ -58,24 +65,54 @@ impl MappingRegistry {
         self.read().get(org).map(|e| e.path.clone())
     }
 
-    /// Re-reads one organization's file; on error the old mapping stays in force.
+    /// Every organization and its mapping file.
+    pub fn files(&self) -> Vec<(OrgName, PathBuf)> {
+        self.read()
+            .iter()
+            .map(|(org, e)| (org.clone(), e.path.clone()))
+            .collect()
+    }
+
+    /// How many reloads have changed a mapping so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// How many reloads have been refused (the old mapping stayed in force).
+    pub fn rejected_reloads(&self) -> u64 {
+        self.rejected.load(Ordering::Acquire)
+    }
+
+    /// Re-reads one organization's file; on error the old mapping stays in
+    /// force. `Ok(true)` when the mapping in force changed.
     pub fn reload(&self, org: &OrgName) -> Result<bool, MappingError> {
         let Some(path) = self.path(org) else {
             return Ok(false);
         };
-        let fresh = Mapping::load(&path)?;
+        let fresh = match Mapping::load(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.rejected.fetch_add(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
         let mut entries = self
             .entries
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = entries.get(org).is_none_or(|e| *e.mapping != fresh);
-        entries.insert(
-            org.clone(),
-            Entry {
-                path,
-                mapping: Arc::new(fresh),
-            },
-        );
+        if changed {
+            entries.insert(
+                org.clone(),
+                Entry {
+                    path,
+                    mapping: Arc::new(fresh),
+                },
+            );
+            // Bumped under the write lock: whoever sees the new generation
+            // also sees the new mapping.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(changed)
     }
 

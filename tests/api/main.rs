@@ -3,8 +3,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod credentials;
 mod delivery;
 mod durability;
 mod intake;
+mod reload;
 mod restart;
 mod tokens;

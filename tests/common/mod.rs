@@ -41,6 +41,10 @@ pub struct TestConfig {
     pub lease: &'static str,
     /// Extra lines at the end of `[organizations.contoso.auth]`, or new sections.
     pub extra_toml: String,
+    /// Replaces the `client_secret = …` line of `[organizations.contoso.auth]`
+    /// (authority_host, tenant_id and client_id stay). `{entra}` stands for the
+    /// Entra fake's base URL, which is only known once it runs.
+    pub credential: Option<String>,
 }
 
 impl Default for TestConfig {
@@ -52,6 +56,7 @@ impl Default for TestConfig {
             delivery_toml: String::new(),
             lease: "30s",
             extra_toml: String::new(),
+            credential: None,
         }
     }
 }
@@ -151,7 +156,7 @@ endpoint_secrets = ["{SECRET}", "{SECOND_SECRET}"]
 authority_host = "{entra}"
 tenant_id = "{TENANT}"
 client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
+{credential}
 {extra}
 "#,
             max_attempts = cfg.max_attempts,
@@ -162,6 +167,11 @@ client_secret = "{CLIENT_SECRET}"
             mapping = cfg.mapping.display(),
             entra = entra.uri(),
             extra = cfg.extra_toml,
+            credential = cfg
+                .credential
+                .as_deref()
+                .unwrap_or(&format!("client_secret = \"{CLIENT_SECRET}\""))
+                .replace("{entra}", &entra.uri()),
         );
         std::fs::write(&config_path, toml).expect("write config");
         Self {
@@ -278,6 +288,20 @@ client_secret = "{CLIENT_SECRET}"
         n
     }
 
+    /// The JSON body Dataverse received for the record `record_id`.
+    pub async fn sent_record(&self, record_id: Uuid) -> Value {
+        self.requests_to(&self.dataverse, LEADS_PATH)
+            .await
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .find(|v| v["leadid"] == record_id.to_string())
+            .unwrap_or_else(|| panic!("no Dataverse request for record {record_id}"))
+    }
+
+    pub fn mappings(&self) -> std::sync::Arc<leadbridge::mapping::MappingRegistry> {
+        self.app.as_ref().expect("running").mappings()
+    }
+
     pub async fn requests_to(&self, server: &MockServer, path_: &str) -> Vec<Request> {
         server
             .received_requests()
@@ -371,7 +395,84 @@ pub fn sample_2018() -> &'static str {
     leadbridge::lead::SAMPLE_LEAD_2018
 }
 
+/// A fresh lead each call (process-wide counter), never a duplicate.
+pub fn next_lead() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(1_000_000);
+    lead_n(N.fetch_add(1, Ordering::Relaxed))
+}
+
 /// The seed sample with a distinct email, so it is not a duplicate of another.
 pub fn lead_n(n: usize) -> String {
     sample_2020().replace("someone@contoso.com", &format!("someone.{n}@contoso.com"))
+}
+
+// ---- helpers --------------------------------------------------------------
+
+/// Polls `done` until it holds; panics with `what` after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The fields of a form-encoded body.
+pub fn form_fields(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_path("tests/fixtures").join(name)
+}
+
+/// A directory laid out and updated the way the kubelet does a ConfigMap
+/// volume: `..<timestamp>/` holds the files, `..data` links to it, and each
+/// `<key>` is a symlink to `..data/<key>`. An update writes a new timestamped
+/// directory, points a `..data_tmp` symlink at it, renames that over `..data`
+/// (atomic) and removes the old directory.
+pub struct ConfigMapVolume {
+    pub dir: PathBuf,
+    current: Option<String>,
+    updates: u32,
+}
+
+impl ConfigMapVolume {
+    pub fn new(dir: &Path, files: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(dir).expect("volume dir");
+        let mut me = Self {
+            dir: dir.to_owned(),
+            current: None,
+            updates: 0,
+        };
+        me.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name))
+                .expect("key symlink");
+        }
+        me
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
+    }
+
+    pub fn update(&mut self, files: &[(&str, &str)]) {
+        self.updates += 1;
+        let stamp = format!("..2026_11_22_10_00_{:02}.{:09}", self.updates, 4242);
+        let target = self.dir.join(&stamp);
+        std::fs::create_dir(&target).expect("timestamped dir");
+        for (name, content) in files {
+            std::fs::write(target.join(name), content).expect("write key");
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&stamp, &tmp).expect("..data_tmp symlink");
+        std::fs::rename(&tmp, self.dir.join("..data")).expect("swap ..data");
+        if let Some(old) = self.current.replace(stamp) {
+            std::fs::remove_dir_all(self.dir.join(old)).expect("remove old dir");
+        }
+    }
 }
