@@ -26,6 +26,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub admin: AdminSettings,
     pub store: StoreSettings,
     pub delivery: DeliverySettings,
     pub log: LogSettings,
@@ -48,6 +49,24 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: 64 * 1024,
             public_url: None,
+        }
+    }
+}
+
+/// The admin listener: `/readyz`, `/metrics`, `/admin/...`. Never exposed
+/// through the Ingress.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/...`; `None` disables those routes.
+    pub token: Option<SecretString>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
         }
     }
 }
@@ -208,17 +227,54 @@ struct RawSettings {
     organizations: BTreeMap<String, RawOrganization>,
 }
 
-/// Accepted now so that files written for the admin listener (see CONTRACT.md)
-/// load; the listener itself is not served by this version.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
-    #[allow(dead_code)]
-    listen: Option<String>,
-    #[allow(dead_code)]
+    listen: Option<SocketAddr>,
     token: Option<String>,
-    #[allow(dead_code)]
     token_file: Option<PathBuf>,
+}
+
+impl RawAdmin {
+    fn validate(self, issue: &mut impl FnMut(String, String)) -> AdminSettings {
+        let defaults = AdminSettings::default();
+        let token = match (self.token, self.token_file) {
+            (Some(_), Some(_)) => {
+                issue(
+                    "admin.token".into(),
+                    "give token or token_file, not both".into(),
+                );
+                None
+            }
+            (Some(t), None) => Some(t.trim().to_owned()),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(t) => Some(t.trim_end_matches(['\r', '\n']).to_owned()),
+                Err(e) => {
+                    issue(
+                        "admin.token_file".into(),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        // A weak token on a port that can change the outbox is worse than none.
+        if let Some(t) = &token
+            && t.len() < MIN_SECRET_LEN
+        {
+            issue(
+                "admin.token".into(),
+                format!(
+                    "too short: use at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 24`), or leave it out to disable /admin/..."
+                ),
+            );
+        }
+        AdminSettings {
+            listen: self.listen.unwrap_or(defaults.listen),
+            token: token.map(SecretString::from),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -327,6 +383,92 @@ impl Settings {
     }
 }
 
+/// Stands in for every secret in [`Settings::redacted`].
+pub const REDACTED: &str = "<redacted>";
+
+impl Settings {
+    /// The effective configuration as JSON, with every secret replaced by
+    /// [`REDACTED`] (endpoint secrets, client secrets, the admin token, a
+    /// password in the store URL). What `GET /admin/config` shows.
+    pub fn redacted(&self) -> serde_json::Value {
+        use serde_json::json;
+        let secret = |present: bool| {
+            if present {
+                json!(REDACTED)
+            } else {
+                serde_json::Value::Null
+            }
+        };
+        let organizations: serde_json::Map<String, serde_json::Value> = self
+            .organizations
+            .values()
+            .map(|o| {
+                let auth = o.auth.as_ref().map(|a| {
+                    json!({
+                        "authority_host": a.authority_host.as_str(),
+                        "tenant_id": a.tenant_id,
+                        "client_id": a.client_id,
+                        "client_secret": REDACTED,
+                        "scope": a.scope,
+                    })
+                });
+                let value = json!({
+                    "url": o.url.as_str(),
+                    "dry_run": o.dry_run,
+                    "mapping": o.mapping.display().to_string(),
+                    "endpoint_secrets": vec![REDACTED; o.endpoint_secrets.len()],
+                    "auth": auth,
+                });
+                (o.name.to_string(), value)
+            })
+            .collect();
+        let d = &self.delivery;
+        let human = |t: Duration| humantime_serde::re::humantime::format_duration(t).to_string();
+        json!({
+            "server": {
+                "listen": self.server.listen.to_string(),
+                "max_body_bytes": self.server.max_body_bytes,
+                "public_url": self.server.public_url.as_ref().map(Url::as_str),
+            },
+            "admin": {
+                "listen": self.admin.listen.to_string(),
+                "token": secret(self.admin.token.is_some()),
+            },
+            "store": {"url": redact_url_password(&self.store.url)},
+            "delivery": {
+                "concurrency": d.concurrency,
+                "poll_interval": human(d.poll_interval),
+                "max_attempts": d.max_attempts,
+                "backoff_initial": human(d.backoff_initial),
+                "backoff_max": human(d.backoff_max),
+                "request_timeout": human(d.request_timeout),
+                "lease": human(d.lease),
+            },
+            "log": {
+                "format": match self.log.format {
+                    LogFormat::Auto => "auto",
+                    LogFormat::Json => "json",
+                    LogFormat::Text => "text",
+                },
+                "pii": self.log.pii,
+                "level": self.log.level,
+            },
+            "organizations": organizations,
+        })
+    }
+}
+
+/// Store URLs may carry a password (PostgreSQL): it is replaced, the rest kept.
+pub fn redact_url_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(REDACTED));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl RawSettings {
     /// `base_dir`: relative mapping paths that do not exist from the working
     /// directory are tried relative to the config file's project directory.
@@ -373,6 +515,7 @@ impl RawSettings {
                 "request_timeout, poll_interval and lease must be > 0".into(),
             );
         }
+        let admin = self.admin.validate(&mut issue);
         if self.organizations.is_empty() {
             issue(
                 "organizations".into(),
@@ -405,6 +548,7 @@ impl RawSettings {
         if issues.is_empty() {
             Ok(Settings {
                 server: self.server,
+                admin,
                 store: self.store,
                 delivery: self.delivery,
                 log: self.log,

@@ -149,7 +149,9 @@ impl TokenProvider {
             .add_scope(Scope::new(creds.scope.clone()))
             .request_async(&send)
             .await
-            .map_err(classify)?;
+            .map_err(classify);
+        crate::metrics::token_request(token_outcome(&response));
+        let response = response?;
         let lifetime = response.expires_in().unwrap_or(FALLBACK_LIFETIME);
         let serial = self
             .serial
@@ -208,6 +210,9 @@ async fn send(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, 
         .bytes()
         .await
         .map_err(|e| HttpFailure::Network(without_url(&e)))?;
+    if status.as_u16() == 429 {
+        crate::metrics::throttled("entra");
+    }
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpFailure::Status {
             status: status.as_u16(),
@@ -266,6 +271,15 @@ fn classify(
             reason,
             retry_after: None,
         },
+    }
+}
+
+fn token_outcome<T>(r: &Result<T, AuthError>) -> crate::metrics::TokenOutcome {
+    use crate::metrics::TokenOutcome;
+    match r {
+        Ok(_) => TokenOutcome::Ok,
+        Err(AuthError::Permanent { .. }) => TokenOutcome::Rejected,
+        Err(AuthError::Transient { .. }) => TokenOutcome::Failed,
     }
 }
 

@@ -155,7 +155,7 @@ async fn send(
             error: format!("no mapping loaded for organization {}", d.org),
             status: None,
         })?;
-    let record = mapping
+    let mut record = mapping
         .render(&RenderContext {
             lead,
             lead_id: d.lead_id,
@@ -163,6 +163,9 @@ async fn send(
             received_at: d.received_at,
         })
         .with_primary_key(d.record_id);
+    deps.dataverse
+        .fit_to_columns(org, &deps.tokens, &mapping, &mut record)
+        .await?;
     let request = CreateRequest {
         org_url: &org.url,
         entity_set: &record.entity_set,

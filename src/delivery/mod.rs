@@ -115,7 +115,14 @@ async fn process(deps: &Deps, d: ClaimedDelivery) {
         attempt = d.attempts + 1,
     );
     async {
+        let started = std::time::Instant::now();
         let (outcome, _redactor) = attempt::run(deps, &d).await;
+        crate::metrics::delivery_attempt(
+            &d.org,
+            d.destination.as_str(),
+            &outcome,
+            started.elapsed(),
+        );
         let now = OffsetDateTime::now_utc();
         match &outcome {
             AttemptOutcome::Delivered { remote_ref, .. } => {

@@ -147,6 +147,17 @@ pub struct DeliveryView {
     pub received_at: OffsetDateTime,
 }
 
+/// The queue at a glance, for the metrics gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Deliveries not yet made: pending or retrying.
+    pub waiting: u64,
+    /// When the oldest of those was created.
+    pub oldest_waiting_since: Option<OffsetDateTime>,
+    /// Dead-lettered deliveries.
+    pub dead: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
@@ -194,6 +205,9 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries_of_lead(&self, lead_id: Uuid) -> Result<Vec<DeliveryView>, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Counts for the queue gauges; run at each metrics scrape.
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
 }
 
 /// Opens the store named by `store.url`, creating and migrating it as needed.

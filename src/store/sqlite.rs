@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AttemptOutcome, ClaimedDelivery, DeliveryStatus, DeliveryView, NewLead, Store, StoreError,
-    from_millis, parse_org, parse_uuid, to_millis,
+    AttemptOutcome, ClaimedDelivery, DeliveryStatus, DeliveryView, NewLead, QueueStats, Store,
+    StoreError, from_millis, parse_org, parse_uuid, to_millis,
 };
 
 pub struct SqliteStore {
@@ -273,6 +273,30 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        // Both indexes on (status, …) keep this cheap at every scrape.
+        let row = sqlx::query(
+            "SELECT \
+               COUNT(*) FILTER (WHERE status IN ('pending', 'retrying')) AS waiting, \
+               MIN(created_at) FILTER (WHERE status IN ('pending', 'retrying')) AS oldest, \
+               COUNT(*) FILTER (WHERE status = 'dead') AS dead \
+             FROM deliveries WHERE status IN ('pending', 'retrying', 'dead')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok(QueueStats {
+            waiting: count("waiting")?,
+            oldest_waiting_since: row
+                .try_get::<Option<i64>, _>("oldest")?
+                .map(from_millis)
+                .transpose()?,
+            dead: count("dead")?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -414,5 +438,48 @@ mod tests {
         let ds = s.deliveries_of_lead(l.id).await.unwrap();
         assert_eq!(ds.len(), 1);
         assert_eq!(ds[0].status, DeliveryStatus::Pending);
+    }
+
+    #[tokio::test]
+    async fn queue_stats_count_waiting_and_dead_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        assert_eq!(s.queue_stats().await.unwrap(), QueueStats::default());
+
+        let t0 = OffsetDateTime::now_utc() - Duration::from_secs(120);
+        let first = lead(t0);
+        s.insert_lead(&first).await.unwrap();
+        s.insert_lead(&lead(t0 + Duration::from_secs(60)))
+            .await
+            .unwrap();
+        s.insert_lead(&lead(t0 + Duration::from_secs(90)))
+            .await
+            .unwrap();
+        let claimed = s
+            .claim_due(t0 + Duration::from_secs(100), Duration::from_secs(60), 2)
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].lead_id, first.id, "oldest first");
+        let now = OffsetDateTime::now_utc();
+        let dead = AttemptOutcome::Dead {
+            error: "x".into(),
+            http_status: Some(400),
+        };
+        s.record_attempt(&claimed[0], now, &dead).await.unwrap();
+        let delivered = AttemptOutcome::Delivered {
+            remote_ref: "r".into(),
+            http_status: Some(204),
+        };
+        s.record_attempt(&claimed[1], now, &delivered)
+            .await
+            .unwrap();
+
+        let stats = s.queue_stats().await.unwrap();
+        assert_eq!(stats.waiting, 1);
+        assert_eq!(stats.dead, 1);
+        assert_eq!(
+            stats.oldest_waiting_since.map(to_millis),
+            Some(to_millis(t0 + Duration::from_secs(90)))
+        );
     }
 }

@@ -79,7 +79,14 @@ async fn wrong_secret_and_unknown_org_get_the_same_401() {
 }
 
 /// name, Content-Type, body, expected status, error code, part of the message
-type BadCase = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str, &'static str);
+type BadCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+    &'static str,
+);
 
 #[tokio::test]
 async fn each_kind_of_bad_request_gets_its_status_and_stores_nothing() {

@@ -3,7 +3,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin;
 mod delivery;
 mod intake;
+mod metadata;
 mod restart;
 mod tokens;
