@@ -458,11 +458,12 @@ impl Settings {
     }
 }
 
-/// Store URLs may carry a password (PostgreSQL): it is replaced, the rest kept.
+/// Store URLs may carry a password (PostgreSQL): it becomes `***` (which
+/// needs no escaping in a URL), the rest is kept.
 pub fn redact_url_password(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(REDACTED));
+            let _ = u.set_password(Some("***"));
             u.to_string()
         }
         _ => url.to_owned(),
@@ -940,6 +941,82 @@ endpoint_secrets = ["0123456789abcdef"]
         assert!(err.to_string().contains("listn"), "{err}");
         let err = load(DRY, &[("LEADBRIDGE__DELIVERY__MAX_ATTEMPTS", "many")]).unwrap_err();
         assert!(err.to_string().contains("max_attempts"), "{err}");
+    }
+
+    #[test]
+    fn admin_listener_defaults_and_token_sources() {
+        let s = load(DRY, &[]).unwrap();
+        assert_eq!(s.admin.listen, SocketAddr::from(([127, 0, 0, 1], 9090)));
+        assert!(s.admin.token.is_none(), "no token: /admin/... disabled");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin-token");
+        std::fs::write(&file, "from-a-kubernetes-secret-0123\n").unwrap();
+        let toml = format!(
+            "{DRY}\n[admin]\nlisten = \"0.0.0.0:9091\"\ntoken_file = \"{}\"\n",
+            file.display()
+        );
+        let s = load(&toml, &[]).unwrap();
+        assert_eq!(s.admin.listen.port(), 9091);
+        assert_eq!(
+            s.admin.token.as_ref().map(|t| t.expose_secret()),
+            Some("from-a-kubernetes-secret-0123")
+        );
+
+        let p = problems(&format!("{DRY}\n[admin]\ntoken = \"short\"\n"));
+        assert_eq!(p[0].key, "admin.token");
+        assert!(p[0].problem.starts_with("too short"), "{p:?}");
+        let p = problems(&format!(
+            "{DRY}\n[admin]\ntoken = \"0123456789abcdef0\"\ntoken_file = \"{}\"\n",
+            file.display()
+        ));
+        assert_eq!(p[0].key, "admin.token");
+        let p = problems(&format!(
+            "{DRY}\n[admin]\ntoken_file = \"/nonexistent/admin-token\"\n"
+        ));
+        assert_eq!(p[0].key, "admin.token_file");
+    }
+
+    #[test]
+    fn redacted_config_has_no_secrets() {
+        let toml = r#"
+[admin]
+token = "admin-token-0123456789"
+[store]
+url = "sqlite://data/x.db"
+[organizations.contoso]
+url = "https://contoso.crm4.dynamics.com"
+endpoint_secrets = ["endpoint-secret-0123456789"]
+[organizations.contoso.auth]
+tenant_id = "t"
+client_id = "c"
+client_secret = "client-secret-value"
+"#;
+        let s = load(toml, &[]).unwrap();
+        let v = s.redacted();
+        let text = v.to_string();
+        for secret in [
+            "admin-token-0123456789",
+            "endpoint-secret-0123456789",
+            "client-secret-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(v["admin"]["token"], REDACTED);
+        assert_eq!(
+            v["organizations"]["contoso"]["auth"]["client_secret"],
+            REDACTED
+        );
+        assert_eq!(v["organizations"]["contoso"]["auth"]["client_id"], "c");
+        assert_eq!(v["delivery"]["backoff_max"], "10m");
+        assert_eq!(
+            redact_url_password("postgres://leadbridge:hunter2@db:5432/leads"),
+            "postgres://leadbridge:***@db:5432/leads"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://data/x.db"),
+            "sqlite://data/x.db"
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use time::OffsetDateTime;
 
+use crate::intake::ApiError;
 use crate::lead::OrgName;
-use crate::store::{AttemptOutcome, QueueStats};
+use crate::store::{AttemptOutcome, ClaimedDelivery, QueueStats};
 
 pub const LEADS_RECEIVED: &str = "leadbridge_leads_received_total";
 pub const DELIVERIES: &str = "leadbridge_deliveries_total";
@@ -111,25 +112,22 @@ fn describe() {
 }
 
 /// One answered `POST /leads/{org}`. `org` is `None` when the organization
-/// is not configured; `outcome` is `accepted` or the error code of the answer.
-pub fn lead_received(org: Option<&OrgName>, outcome: &'static str) {
+/// is not configured; the outcome is `accepted` or the error code answered.
+pub fn lead_received<T>(org: Option<&OrgName>, result: &Result<T, ApiError>) {
     let org = org.map_or(UNKNOWN_ORG, OrgName::as_str).to_owned();
+    let outcome = result.as_ref().map_or_else(ApiError::code, |_| "accepted");
     counter!(LEADS_RECEIVED, "org" => org, "outcome" => outcome).increment(1);
 }
 
 /// One finished delivery attempt and how long it took.
-pub fn delivery_attempt(
-    org: &OrgName,
-    destination: &'static str,
-    outcome: &AttemptOutcome,
-    took: Duration,
-) {
+pub fn delivery_attempt(d: &ClaimedDelivery, outcome: &AttemptOutcome, took: Duration) {
     let result = match outcome {
         AttemptOutcome::Delivered { .. } => "delivered",
         AttemptOutcome::Retry { .. } => "retry",
         AttemptOutcome::Dead { .. } => "dead",
     };
-    let org = org.as_str().to_owned();
+    let org = d.org.as_str().to_owned();
+    let destination = d.destination.as_str();
     counter!(DELIVERIES, "org" => org.clone(), "destination" => destination, "outcome" => result)
         .increment(1);
     histogram!(ATTEMPT_DURATION, "org" => org, "destination" => destination)

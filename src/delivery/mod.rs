@@ -117,12 +117,7 @@ async fn process(deps: &Deps, d: ClaimedDelivery) {
     async {
         let started = std::time::Instant::now();
         let (outcome, _redactor) = attempt::run(deps, &d).await;
-        crate::metrics::delivery_attempt(
-            &d.org,
-            d.destination.as_str(),
-            &outcome,
-            started.elapsed(),
-        );
+        crate::metrics::delivery_attempt(&d, &outcome, started.elapsed());
         let now = OffsetDateTime::now_utc();
         match &outcome {
             AttemptOutcome::Delivered { remote_ref, .. } => {

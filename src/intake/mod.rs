@@ -56,10 +56,7 @@ pub fn routes(
              intake: Arc<Intake>| async move {
                 let request_id = Uuid::new_v4().to_string();
                 let result = receive(&intake, &org, &query, ct, len, body, &request_id).await;
-                crate::metrics::lead_received(
-                    intake.secrets.configured(&org),
-                    result.as_ref().map_or_else(ApiError::code, |_| "accepted"),
-                );
+                crate::metrics::lead_received(intake.secrets.configured(&org), &result);
                 let mut response = match result {
                     Ok(r) => r,
                     Err(e) => e.into_response(),
