@@ -124,3 +124,93 @@ async fn dry_run_organizations_fetch_no_metadata() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn other_entity_sets_are_resolved_to_their_logical_name() {
+    use leadbridge::auth::TokenProvider;
+    use leadbridge::config::ClientCredentials;
+    use leadbridge::dataverse::{DataverseClient, ErrorKind};
+    use wiremock::MockServer;
+    use wiremock::matchers::{path, query_param};
+
+    let entra = MockServer::start().await;
+    let dataverse = MockServer::start().await;
+    mount_token(&entra, "token-1").await;
+    let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    Mock::given(method("GET"))
+        .and(path("/api/data/v9.2/EntityDefinitions"))
+        .and(query_param("$filter", "EntitySetName eq 'contacts'"))
+        .respond_with(ok(json!({
+            "@odata.context": "…/$metadata#EntityDefinitions(LogicalName)",
+            "value": [{"LogicalName": "contact", "MetadataId": "608861bc-50a4-4c5f-a02c-21fe1943e2cf"}],
+        })))
+        .mount(&dataverse)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/data/v9.2/EntityDefinitions"))
+        .respond_with(ok(json!({"value": []})))
+        .mount(&dataverse)
+        .await;
+    let contact = "/api/data/v9.2/EntityDefinitions(LogicalName='contact')/Attributes";
+    let answers = [
+        (
+            contact.to_owned(),
+            json!({"value": [
+                {"LogicalName": "contactid", "AttributeType": "Uniqueidentifier", "IsValidForCreate": true},
+                {"LogicalName": "emailaddress1", "AttributeType": "String", "IsValidForCreate": true},
+            ]}),
+        ),
+        (
+            format!("{contact}/Microsoft.Dynamics.CRM.StringAttributeMetadata"),
+            json!({"value": [{"LogicalName": "emailaddress1", "MaxLength": 100}]}),
+        ),
+        (
+            format!("{contact}/Microsoft.Dynamics.CRM.MemoAttributeMetadata"),
+            json!({"value": []}),
+        ),
+        (
+            format!("{contact}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"),
+            json!({"value": []}),
+        ),
+    ];
+    for (p, body) in answers {
+        Mock::given(method("GET"))
+            .and(path(p.as_str()))
+            .respond_with(ok(body))
+            .mount(&dataverse)
+            .await;
+    }
+
+    let http = reqwest::Client::new();
+    let creds = ClientCredentials {
+        authority_host: url::Url::parse(&entra.uri()).unwrap(),
+        tenant_id: TENANT.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: secrecy::SecretString::from(CLIENT_SECRET),
+        scope: format!("{}/.default", dataverse.uri()),
+    };
+    let token = TokenProvider::new(http.clone())
+        .token(&creds)
+        .await
+        .unwrap();
+    let client = DataverseClient::new(http);
+    let org_url = url::Url::parse(&dataverse.uri()).unwrap();
+    let meta = client
+        .entity_metadata(&org_url, "contacts", &token)
+        .await
+        .unwrap();
+    assert_eq!(meta.logical_name, "contact");
+    assert_eq!(meta.max_length("emailaddress1"), Some(100));
+    assert_eq!(meta.attributes.len(), 2);
+
+    let err = client
+        .entity_metadata(&org_url, "nosuchthings", &token)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert!(
+        err.message
+            .contains("no entity has the entity set name `nosuchthings`"),
+        "{err}"
+    );
+}

@@ -104,7 +104,11 @@ async fn counters_after_a_handful_of_leads() {
             .await
             .unwrap();
         let m = parse(&text);
-        if m.get(delivered) == Some(&3.0) {
+        // Counters move before the store records an outcome: wait for both.
+        let settled = m.get(delivered) == Some(&3.0)
+            && m.get("leadbridge_queue_depth") == Some(&0.0)
+            && m.get("leadbridge_dead_letters") == Some(&1.0);
+        if settled {
             break m;
         }
         assert!(
