@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::intake::ApiError;
 use crate::lead::OrgName;
-use crate::store::{AttemptOutcome, ClaimedDelivery, QueueStats};
+use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, QueueStats};
 
 pub const LEADS_RECEIVED: &str = "leadbridge_leads_received_total";
 pub const DELIVERIES: &str = "leadbridge_deliveries_total";
@@ -109,6 +109,17 @@ fn describe() {
         TRUNCATED_VALUES,
         "Values cut to a Dataverse column's MaxLength at delivery"
     );
+}
+
+/// Creates the main series of an organization at zero, so that dashboards
+/// and `rate()` see them before the first lead arrives.
+pub fn register_org(org: &OrgName) {
+    let name = org.as_str().to_owned();
+    counter!(LEADS_RECEIVED, "org" => name.clone(), "outcome" => "accepted").increment(0);
+    for outcome in ["delivered", "retry", "dead"] {
+        counter!(DELIVERIES, "org" => name.clone(), "destination" => Destination::Dataverse.as_str(), "outcome" => outcome)
+            .increment(0);
+    }
 }
 
 /// One answered `POST /leads/{org}`. `org` is `None` when the organization

@@ -65,6 +65,10 @@ impl Application {
         .map_err(StartupError::Mappings)?;
         let mappings = Arc::new(mappings);
         let metrics = crate::metrics::install();
+        settings
+            .organizations
+            .keys()
+            .for_each(crate::metrics::register_org);
         let store = store::connect(&settings.store.url).await?;
         let http = http_client::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());

@@ -169,6 +169,14 @@ async fn counters_after_a_handful_of_leads() {
             "{series} in {metrics:#?}"
         );
     }
+    // Series a fresh process shows before any lead: zeros, not absent.
+    let fresh = parse_fresh(&f).await;
+    for series in [
+        r#"leadbridge_leads_received_total{org="contoso",outcome="accepted"}"#,
+        r#"leadbridge_deliveries_total{org="contoso",destination="dataverse",outcome="dead"}"#,
+    ] {
+        assert_eq!(fresh.get(series), Some(&0.0), "{series} in {fresh:#?}");
+    }
     // Nothing else was counted: no other outcome, organization or label value.
     let leads_series = metrics
         .keys()
@@ -186,4 +194,17 @@ async fn counters_after_a_handful_of_leads() {
         Some(&5.0)
     );
     served.stop().await;
+}
+
+/// A scrape of a second, idle process on the same configuration.
+async fn parse_fresh(f: &Fakes) -> HashMap<String, f64> {
+    let idle = Served::start(&f.config_path).await;
+    let text = reqwest::get(format!("{}/metrics", idle.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    idle.stop().await;
+    parse(&text)
 }
