@@ -32,6 +32,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub admin: AdminSettings,
     pub store: StoreSettings,
     pub delivery: DeliverySettings,
     pub log: LogSettings,
@@ -59,6 +60,24 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             public_url: None,
             dedupe_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The admin listener: `/readyz`, `/metrics`, `/admin/...`. Never exposed
+/// through the Ingress.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/...`; `None` disables those routes.
+    pub token: Option<SecretString>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
         }
     }
 }
@@ -281,17 +300,54 @@ struct RawSettings {
     organizations: BTreeMap<String, RawOrganization>,
 }
 
-/// Accepted now so that files written for the admin listener (see CONTRACT.md)
-/// load; the listener itself is not served by this version.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
-    #[allow(dead_code)]
-    listen: Option<String>,
-    #[allow(dead_code)]
+    listen: Option<SocketAddr>,
     token: Option<String>,
-    #[allow(dead_code)]
     token_file: Option<PathBuf>,
+}
+
+impl RawAdmin {
+    fn validate(self, issue: &mut impl FnMut(String, String)) -> AdminSettings {
+        let defaults = AdminSettings::default();
+        let token = match (self.token, self.token_file) {
+            (Some(_), Some(_)) => {
+                issue(
+                    "admin.token".into(),
+                    "give token or token_file, not both".into(),
+                );
+                None
+            }
+            (Some(t), None) => Some(t.trim().to_owned()),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(t) => Some(t.trim_end_matches(['\r', '\n']).to_owned()),
+                Err(e) => {
+                    issue(
+                        "admin.token_file".into(),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        // A weak token on a port that can change the outbox is worse than none.
+        if let Some(t) = &token
+            && t.len() < MIN_SECRET_LEN
+        {
+            issue(
+                "admin.token".into(),
+                format!(
+                    "too short: use at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 24`), or leave it out to disable /admin/..."
+                ),
+            );
+        }
+        AdminSettings {
+            listen: self.listen.unwrap_or(defaults.listen),
+            token: token.map(SecretString::from),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -449,6 +505,129 @@ impl Settings {
     }
 }
 
+/// Stands in for every secret in [`Settings::redacted`].
+pub const REDACTED: &str = "<redacted>";
+
+impl Settings {
+    /// The effective configuration as JSON, with every secret replaced by
+    /// [`REDACTED`] (endpoint secrets, client secrets, the admin token, a
+    /// password in the store URL). What `GET /admin/config` shows.
+    pub fn redacted(&self) -> serde_json::Value {
+        use serde_json::json;
+        let secret = |present: bool| {
+            if present {
+                json!(REDACTED)
+            } else {
+                serde_json::Value::Null
+            }
+        };
+        let organizations: serde_json::Map<String, serde_json::Value> = self
+            .organizations
+            .values()
+            .map(|o| {
+                let auth = o.auth.as_ref().map(|a| {
+                    let mut v = match a {
+                        crate::auth::Credentials::ManagedIdentity(mi) => json!({
+                            "imds_endpoint": mi.endpoint.as_str(),
+                            "client_id": mi.client_id,
+                        }),
+                        other => {
+                            let app = other.app();
+                            json!({
+                                "authority_host": app.map(|a| a.authority_host.as_str()),
+                                "tenant_id": app.map(|a| a.tenant_id.as_str()),
+                                "client_id": app.map(|a| a.client_id.as_str()),
+                                "scope": app.map(|a| a.scope.as_str()),
+                            })
+                        }
+                    };
+                    v["method"] = json!(a.method());
+                    match a {
+                        crate::auth::Credentials::ClientSecret { .. } => {
+                            v["client_secret"] = json!(REDACTED)
+                        }
+                        crate::auth::Credentials::Certificate { .. } => {
+                            v["private_key"] = json!(REDACTED)
+                        }
+                        _ => {}
+                    }
+                    v
+                });
+                let value = json!({
+                    "url": o.url.as_str(),
+                    "dry_run": o.dry_run,
+                    "mapping": o.mapping.display().to_string(),
+                    "endpoint_secrets": vec![REDACTED; o.endpoint_secrets.len()],
+                    "auth": auth,
+                });
+                (o.name.to_string(), value)
+            })
+            .collect();
+        let d = &self.delivery;
+        let human = |t: Duration| humantime_serde::re::humantime::format_duration(t).to_string();
+        json!({
+            "server": {
+                "listen": self.server.listen.to_string(),
+                "max_body_bytes": self.server.max_body_bytes,
+                "public_url": self.server.public_url.as_ref().map(Url::as_str),
+                "dedupe_window": human(self.server.dedupe_window),
+            },
+            "admin": {
+                "listen": self.admin.listen.to_string(),
+                "token": secret(self.admin.token.is_some()),
+            },
+            "store": {
+                "url": redact_url_password(&self.store.url),
+                "retention": human(self.store.retention),
+            },
+            "delivery": {
+                "concurrency": d.concurrency,
+                "org_concurrency": d.org_concurrency,
+                "org_requests_per_minute": d.org_requests_per_minute,
+                "poll_interval": human(d.poll_interval),
+                "max_attempts": d.max_attempts,
+                "backoff_initial": human(d.backoff_initial),
+                "backoff_max": human(d.backoff_max),
+                "retry_for": human(d.retry_for),
+                "destinations": d.destinations.keys().map(|k| (k.clone(), {
+                    let r = d.retry_for_destination(k);
+                    json!({
+                        "backoff_initial": human(r.backoff_initial),
+                        "backoff_max": human(r.backoff_max),
+                        "retry_for": human(r.retry_for),
+                        "max_attempts": r.max_attempts,
+                    })
+                })).collect::<serde_json::Map<_, _>>(),
+                "request_timeout": human(d.request_timeout),
+                "lease": human(d.lease),
+                "shutdown_grace": human(d.shutdown_grace),
+            },
+            "log": {
+                "format": match self.log.format {
+                    LogFormat::Auto => "auto",
+                    LogFormat::Json => "json",
+                    LogFormat::Text => "text",
+                },
+                "pii": self.log.pii,
+                "level": self.log.level,
+            },
+            "organizations": organizations,
+        })
+    }
+}
+
+/// Store URLs may carry a password (PostgreSQL): it becomes `***` (which
+/// needs no escaping in a URL), the rest is kept.
+pub fn redact_url_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl RawSettings {
     /// `base_dir`: relative mapping paths that do not exist from the working
     /// directory are tried relative to the config file's project directory.
@@ -530,6 +709,7 @@ impl RawSettings {
                 "request_timeout, poll_interval and lease must be > 0".into(),
             );
         }
+        let admin = self.admin.validate(&mut issue);
         if self.organizations.is_empty() {
             issue(
                 "organizations".into(),
@@ -562,6 +742,7 @@ impl RawSettings {
         if issues.is_empty() {
             Ok(Settings {
                 server: self.server,
+                admin,
                 store: self.store,
                 delivery: self.delivery,
                 log: self.log,
@@ -1235,6 +1416,83 @@ endpoint_secrets = ["0123456789abcdef"]
         assert!(err.to_string().contains("listn"), "{err}");
         let err = load(DRY, &[("LEADBRIDGE__DELIVERY__MAX_ATTEMPTS", "many")]).unwrap_err();
         assert!(err.to_string().contains("max_attempts"), "{err}");
+    }
+
+    #[test]
+    fn admin_listener_defaults_and_token_sources() {
+        let s = load(DRY, &[]).unwrap();
+        assert_eq!(s.admin.listen, SocketAddr::from(([127, 0, 0, 1], 9090)));
+        assert!(s.admin.token.is_none(), "no token: /admin/... disabled");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin-token");
+        std::fs::write(&file, "from-a-kubernetes-secret-0123\n").unwrap();
+        let toml = format!(
+            "{DRY}\n[admin]\nlisten = \"0.0.0.0:9091\"\ntoken_file = \"{}\"\n",
+            file.display()
+        );
+        let s = load(&toml, &[]).unwrap();
+        assert_eq!(s.admin.listen.port(), 9091);
+        assert_eq!(
+            s.admin.token.as_ref().map(|t| t.expose_secret()),
+            Some("from-a-kubernetes-secret-0123")
+        );
+
+        let p = problems(&format!("{DRY}\n[admin]\ntoken = \"short\"\n"));
+        assert_eq!(p[0].key, "admin.token");
+        assert!(p[0].problem.starts_with("too short"), "{p:?}");
+        let p = problems(&format!(
+            "{DRY}\n[admin]\ntoken = \"0123456789abcdef0\"\ntoken_file = \"{}\"\n",
+            file.display()
+        ));
+        assert_eq!(p[0].key, "admin.token");
+        let p = problems(&format!(
+            "{DRY}\n[admin]\ntoken_file = \"/nonexistent/admin-token\"\n"
+        ));
+        assert_eq!(p[0].key, "admin.token_file");
+    }
+
+    #[test]
+    fn redacted_config_has_no_secrets() {
+        let toml = r#"
+[admin]
+token = "admin-token-0123456789"
+[store]
+url = "sqlite://data/x.db"
+[organizations.contoso]
+url = "https://contoso.crm4.dynamics.com"
+endpoint_secrets = ["endpoint-secret-0123456789"]
+[organizations.contoso.auth]
+tenant_id = "t"
+client_id = "c"
+client_secret = "client-secret-value"
+"#;
+        let s = load(toml, &[]).unwrap();
+        let v = s.redacted();
+        let text = v.to_string();
+        for secret in [
+            "admin-token-0123456789",
+            "endpoint-secret-0123456789",
+            "client-secret-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(v["admin"]["token"], REDACTED);
+        assert_eq!(
+            v["organizations"]["contoso"]["auth"]["client_secret"],
+            REDACTED
+        );
+        assert_eq!(v["organizations"]["contoso"]["auth"]["client_id"], "c");
+        assert_eq!(v["delivery"]["backoff_max"], "1h");
+        assert_eq!(v["delivery"]["retry_for"], "3days");
+        assert_eq!(
+            redact_url_password("postgres://leadbridge:hunter2@db:5432/leads"),
+            "postgres://leadbridge:***@db:5432/leads"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://data/x.db"),
+            "sqlite://data/x.db"
+        );
     }
 
     #[test]

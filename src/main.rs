@@ -1,7 +1,5 @@
 //! The `leadbridge` binary.
 
-mod cli;
-
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,8 +10,9 @@ use secrecy::ExposeSecret;
 
 use leadbridge::config::{DEFAULT_CONFIG_PATH, Settings};
 use leadbridge::lead::OrgName;
-use leadbridge::mapping::MappingRegistry;
 use leadbridge::startup::Application;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -27,14 +26,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the lead endpoint and the delivery worker.
+    /// Run the lead endpoint, the admin listener and the delivery worker.
     Serve {
         #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Validate the configuration and every mapping file, offline.
+    /// Validate the configuration and every mapping file; with --live, also
+    /// against each organization's Dataverse (token, WhoAmI, column metadata).
     Check {
         #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Also call Entra ID and Dataverse for every live organization.
+        #[arg(long)]
+        live: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Dataverse request a lead would become. No network.
+    Render {
+        #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The organization whose mapping to use.
+        #[arg(long)]
+        org: String,
+        /// A lead as JSON, as Partner Center sends it.
+        #[arg(long)]
+        lead: PathBuf,
+    },
+    /// POST a test lead to an endpoint, as Partner Center's Validate button
+    /// does, and print the answer.
+    SendTestLead {
+        /// The full endpoint URL, `?code=` included.
+        #[arg(long)]
+        url: String,
+        /// The lead to send (default: Microsoft's 2020 sample lead).
+        #[arg(long)]
+        lead: Option<PathBuf>,
+        /// Accepted like every verb's; not used.
+        #[arg(long, env = "LEADBRIDGE_CONFIG", default_value = DEFAULT_CONFIG_PATH, hide = true)]
         config: PathBuf,
     },
     /// Delivery history, dead letters and replay.
@@ -81,7 +111,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::Check { config } => check(&config),
+        Command::Check { config, live, json } => cli::check::run(&config, live, json),
+        Command::Render { config, org, lead } => cli::render::run(&config, &org, &lead),
+        Command::SendTestLead {
+            url,
+            lead,
+            config: _,
+        } => cli::send_test_lead::run(&url, lead.as_deref()),
         Command::Deliveries { config, command } => deliveries(&config, command),
     };
     match result {
@@ -198,33 +234,4 @@ fn deliveries(config: &Path, command: DeliveriesCommand) -> anyhow::Result<()> {
             } => deliveries::retry(store.as_ref(), &ids, all_dead, org(o)?.as_ref()).await,
         }
     })
-}
-
-fn check(config: &Path) -> anyhow::Result<()> {
-    let settings = Settings::load(config)?;
-    MappingRegistry::load(
-        settings
-            .organizations
-            .values()
-            .map(|o| (&o.name, o.mapping.as_path())),
-    )
-    .map_err(|errors| {
-        anyhow::anyhow!(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
-    for org in settings.organizations.values() {
-        println!(
-            "ok: {} -> {} ({}), mapping {}",
-            org.name,
-            org.url,
-            if org.dry_run { "dry run" } else { "live" },
-            org.mapping.display()
-        );
-    }
-    Ok(())
 }

@@ -2,13 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::auth::TokenProvider;
-use crate::config::Settings;
+use crate::config::{Settings, redact_url_password};
 use crate::dataverse::DataverseClient;
 use crate::delivery::{Deps, Worker};
 use crate::http_client;
@@ -32,13 +36,18 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
 }
 
-/// A running leadbridge: public listener plus delivery worker.
+/// How often the metrics recorder is tidied (histogram buckets drained).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// A running leadbridge: public listener, admin listener and delivery worker.
 pub struct Application {
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     settings: Arc<Settings>,
     store: Arc<dyn Store>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    admin: JoinHandle<()>,
     worker: JoinHandle<()>,
     mappings: Arc<MappingRegistry>,
     /// Mapping hot reload; `None` if the directories could not be watched.
@@ -46,19 +55,23 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads mappings, opens the store, binds the listener and starts the
-    /// worker. Port 0 in `server.listen` picks a free port (tests).
+    /// Loads mappings, opens the store, binds both listeners and starts the
+    /// worker. Port 0 in `server.listen` / `admin.listen` picks a free port (tests).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
-        let mappings = Arc::new(
-            MappingRegistry::load(
-                settings
-                    .organizations
-                    .values()
-                    .map(|o| (&o.name, o.mapping.as_path())),
-            )
-            .map_err(StartupError::Mappings)?,
-        );
+        let mappings = MappingRegistry::load(
+            settings
+                .organizations
+                .values()
+                .map(|o| (&o.name, o.mapping.as_path())),
+        )
+        .map_err(StartupError::Mappings)?;
+        let mappings = Arc::new(mappings);
+        let metrics = crate::metrics::install();
+        settings
+            .organizations
+            .keys()
+            .for_each(crate::metrics::register_org);
         let store = store::connect(&settings.store.url).await?;
         let http = http_client::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());
@@ -82,22 +95,27 @@ impl Application {
             dedupe_window: dedupe_window(&settings),
             wake,
         });
-        let listener = tokio::net::TcpListener::bind(settings.server.listen)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.server.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.server.listen,
-            source,
-        })?;
+        let (listener, addr) = bind(settings.server.listen).await?;
+        let (admin_listener, admin_addr) = bind(settings.admin.listen).await?;
         let server = tokio::spawn(
             warp::serve(intake::routes(intake))
                 .incoming(listener)
                 .graceful(shutdown.clone().cancelled_owned())
                 .run(),
         );
+        let admin_state = Arc::new(AdminState {
+            settings: Arc::clone(&settings),
+            store: Arc::clone(&store),
+            mappings: Arc::clone(&mappings),
+            metrics: metrics.clone(),
+        });
+        let admin = tokio::spawn(
+            warp::serve(admin::routes(admin_state))
+                .incoming(admin_listener)
+                .graceful(shutdown.clone().cancelled_owned())
+                .run(),
+        );
+        tokio::spawn(upkeep(metrics, shutdown.clone()));
         let worker = tokio::spawn(worker.run(shutdown.clone()));
         tokio::spawn(purge_periodically(
             Arc::clone(&store),
@@ -105,13 +123,21 @@ impl Application {
             shutdown.clone(),
         ));
         let mapping_watch = start_mapping_watch(&mappings, &shutdown);
-        tracing::info!(%addr, store = %redact_url(&settings.store.url), "leadbridge listening");
+        tracing::info!(
+            %addr,
+            %admin_addr,
+            admin_api = settings.admin.token.is_some(),
+            store = %redact_url_password(&settings.store.url),
+            "leadbridge listening"
+        );
         Ok(Self {
             addr,
+            admin_addr,
             settings,
             store,
             shutdown,
             server,
+            admin,
             worker,
             mappings,
             mapping_watch,
@@ -120,6 +146,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/readyz`, `/metrics` and `/admin/...` are served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     pub fn settings(&self) -> &Settings {
@@ -143,6 +174,7 @@ impl Application {
     pub async fn run_until_stopped(self) {
         let _ = self.server.await;
         self.shutdown.cancel();
+        let _ = self.admin.await;
         let _ = self.worker.await;
         if let Some(watch) = self.mapping_watch {
             let _ = watch.await;
@@ -208,13 +240,20 @@ fn start_mapping_watch(
     }
 }
 
-/// Store URLs may carry a password (PostgreSQL); logs get the scheme and host only.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartupError> {
+    let err = |source| StartupError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+/// The Prometheus recorder needs a periodic tidy-up, or histograms grow.
+async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => handle.run_upkeep(),
         }
-        _ => url.to_owned(),
     }
 }

@@ -143,28 +143,9 @@ impl TokenProvider {
     async fn fetch(&self, creds: &Credentials) -> Result<AccessToken, AuthError> {
         // Measured from before the request: never trust a token longer than Entra meant.
         let started = Instant::now();
-        let (secret, lifetime) = match creds {
-            Credentials::ClientSecret { app, secret } => {
-                self.client_credentials(app, ClientAuth::Secret(secret))
-                    .await?
-            }
-            Credentials::Certificate { app, certificate } => {
-                let assertion = certificate
-                    .assertion(&app.client_id, &app.token_url(), OffsetDateTime::now_utc())
-                    .map_err(|e| AuthError::Permanent {
-                        error: "invalid_certificate".into(),
-                        description: e.to_string(),
-                    })?;
-                self.client_credentials(app, ClientAuth::Assertion(&assertion))
-                    .await?
-            }
-            Credentials::WorkloadIdentity { app, token_file } => {
-                let assertion = read_federated_token(token_file).await?;
-                self.client_credentials(app, ClientAuth::Assertion(&assertion))
-                    .await?
-            }
-            Credentials::ManagedIdentity(mi) => self.managed_identity(mi).await?,
-        };
+        let result = self.request(creds).await;
+        crate::metrics::token_request(token_outcome(&result));
+        let (secret, lifetime) = result?;
         let serial = self
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -186,6 +167,32 @@ impl TokenProvider {
             secret,
             expires_at: started + lifetime,
             serial,
+        })
+    }
+
+    /// One token request by the organization's method: secret and lifetime.
+    async fn request(&self, creds: &Credentials) -> Result<(SecretString, Duration), AuthError> {
+        Ok(match creds {
+            Credentials::ClientSecret { app, secret } => {
+                self.client_credentials(app, ClientAuth::Secret(secret))
+                    .await?
+            }
+            Credentials::Certificate { app, certificate } => {
+                let assertion = certificate
+                    .assertion(&app.client_id, &app.token_url(), OffsetDateTime::now_utc())
+                    .map_err(|e| AuthError::Permanent {
+                        error: "invalid_certificate".into(),
+                        description: e.to_string(),
+                    })?;
+                self.client_credentials(app, ClientAuth::Assertion(&assertion))
+                    .await?
+            }
+            Credentials::WorkloadIdentity { app, token_file } => {
+                let assertion = read_federated_token(token_file).await?;
+                self.client_credentials(app, ClientAuth::Assertion(&assertion))
+                    .await?
+            }
+            Credentials::ManagedIdentity(mi) => self.managed_identity(mi).await?,
         })
     }
 
@@ -418,6 +425,9 @@ async fn send(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, 
         .bytes()
         .await
         .map_err(|e| HttpFailure::Network(without_url(&e)))?;
+    if status.as_u16() == 429 {
+        crate::metrics::throttled("entra");
+    }
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpFailure::Status {
             status: status.as_u16(),
@@ -476,6 +486,15 @@ fn classify(
             reason,
             retry_after: None,
         },
+    }
+}
+
+fn token_outcome<T>(r: &Result<T, AuthError>) -> crate::metrics::TokenOutcome {
+    use crate::metrics::TokenOutcome;
+    match r {
+        Ok(_) => TokenOutcome::Ok,
+        Err(AuthError::Permanent { .. }) => TokenOutcome::Rejected,
+        Err(AuthError::Transient { .. }) => TokenOutcome::Failed,
     }
 }
 

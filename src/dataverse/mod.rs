@@ -1,4 +1,7 @@
-//! The Dataverse Web API, as far as leadbridge needs it: create a record.
+//! The Dataverse Web API, as far as leadbridge needs it: create a record,
+//! and read `WhoAmI` and column metadata ([`metadata`]).
+
+pub mod metadata;
 
 use std::time::Duration;
 
@@ -102,13 +105,20 @@ impl DataverseError {
     }
 }
 
+pub use metadata::{Attribute, EntityMetadata, MetadataCache, OptionValue, WhoAmI};
+
 pub struct DataverseClient {
     http: reqwest::Client,
+    /// Column limits per organization, for [`DataverseClient::fit_to_columns`].
+    metadata: MetadataCache,
 }
 
 impl DataverseClient {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self {
+            http,
+            metadata: MetadataCache::default(),
+        }
     }
 
     pub async fn create(
@@ -185,9 +195,12 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> DataverseEr
     let (code, message) = parse_error_body(body, headers);
     let kind = match status.as_u16() {
         401 => ErrorKind::Unauthorized,
-        429 => ErrorKind::Throttled {
-            retry_after: http_client::retry_after(headers),
-        },
+        429 => {
+            crate::metrics::throttled("dataverse");
+            ErrorKind::Throttled {
+                retry_after: http_client::retry_after(headers),
+            }
+        }
         408 => ErrorKind::Transient,
         s if s >= 500 => ErrorKind::Transient,
         _ => ErrorKind::Permanent,

@@ -172,7 +172,7 @@ async fn send(
             error: format!("no mapping loaded for organization {}", d.org),
             status: None,
         })?;
-    let record = mapping
+    let mut record = mapping
         .render(&RenderContext {
             lead,
             lead_id: d.lead_id,
@@ -180,6 +180,19 @@ async fn send(
             received_at: d.received_at,
         })
         .with_primary_key(d.record_id);
+    // One token per attempt serves the metadata read and the create.
+    let live = if org.dry_run {
+        None
+    } else {
+        let creds = org.auth.as_ref().ok_or_else(|| Failure::Permanent {
+            error: "no credentials configured for a live organization".into(),
+            status: None,
+        })?;
+        Some((creds, deps.tokens.token(creds).await?))
+    };
+    deps.dataverse
+        .fit_to_columns(org, live.as_ref().map(|(_, t)| t), &mapping, &mut record)
+        .await;
     let request = CreateRequest {
         org_url: &org.url,
         entity_set: &record.entity_set,
@@ -187,7 +200,7 @@ async fn send(
         body: &record.body,
     };
 
-    if org.dry_run {
+    let Some((creds, token)) = live else {
         log_dry_run(&request, redactor);
         return Ok(Created {
             entity_ref: format!("dry-run:{}", request.entity_ref()),
@@ -195,13 +208,7 @@ async fn send(
             already_existed: false,
             dop_hint: None,
         });
-    }
-
-    let creds = org.auth.as_ref().ok_or_else(|| Failure::Permanent {
-        error: "no credentials configured for a live organization".into(),
-        status: None,
-    })?;
-    let token = deps.tokens.token(creds).await?;
+    };
     let result = match create(deps, d, &request, &token).await {
         Err(Failure::Retryable {
             status: Some(401), ..

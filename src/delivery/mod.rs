@@ -228,6 +228,7 @@ async fn process(deps: &Deps, d: ClaimedDelivery) {
         attempt = d.attempts + 1,
     );
     async {
+        let started = std::time::Instant::now();
         let outcome = match attempt::run(deps, &d).await {
             Decision::Record(outcome) => outcome,
             Decision::Postpone(until) => {
@@ -238,6 +239,7 @@ async fn process(deps: &Deps, d: ClaimedDelivery) {
                 return;
             }
         };
+        crate::metrics::delivery_attempt(&d, &outcome, started.elapsed());
         let now = OffsetDateTime::now_utc();
         match &outcome {
             AttemptOutcome::Delivered { remote_ref, .. } => {

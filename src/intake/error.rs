@@ -41,7 +41,8 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The `error` of the JSON answer; also the outcome label in metrics.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",

@@ -57,11 +57,12 @@ pub fn routes(
              body,
              intake: Arc<Intake>| async move {
                 let request_id = Uuid::new_v4().to_string();
-                let mut response =
-                    match receive(&intake, &org, &query, ct, len, body, &request_id).await {
-                        Ok(r) => r,
-                        Err(e) => e.into_response(),
-                    };
+                let result = receive(&intake, &org, &query, ct, len, body, &request_id).await;
+                crate::metrics::lead_received(intake.secrets.configured(&org), &result);
+                let mut response = match result {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                };
                 if let Ok(v) = request_id.parse() {
                     response.headers_mut().insert("x-request-id", v);
                 }

@@ -26,6 +26,12 @@ impl EndpointSecrets {
         }
     }
 
+    /// The configured organization of that name (for metric labels, which
+    /// must not take arbitrary names from URLs).
+    pub fn configured(&self, name: &str) -> Option<&OrgName> {
+        self.by_org.keys().find(|o| o.as_str() == name)
+    }
+
     /// The organization, if `code` is one of its live secrets. Every secret
     /// of the organization is compared, so timing does not reveal which one
     /// (or how much of one) matched.

@@ -5,6 +5,7 @@
 //! mapping; rendering a lead can then never fail. See `mappings/contoso.yaml`
 //! and the README for the file format.
 
+mod columns;
 mod parse;
 mod registry;
 mod template;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use crate::lead::{Lead, OrgName};
 
+pub use columns::{Cut, Finding, Severity};
 pub use registry::MappingRegistry;
 use template::Template;
 

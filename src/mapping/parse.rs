@@ -10,7 +10,7 @@ use super::{
     DEFAULT_ENTITY_SET, Derived, FieldSpec, Mapping, MappingIssue, Source, SourcePath, Transform,
 };
 
-const BIND_SUFFIX: &str = "@odata.bind";
+pub(super) const BIND_SUFFIX: &str = "@odata.bind";
 const TOP_KEYS: [&str; 3] = ["entity_set", "primary_key", "fields"];
 const SOURCE_KEYS: [&str; 4] = ["from", "template", "value", "bind"];
 const FIELD_KEYS: [&str; 7] = [

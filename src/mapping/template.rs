@@ -10,7 +10,7 @@ pub(super) struct Template {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Part {
+pub(super) enum Part {
     Text(String),
     Field(SourcePath),
 }
@@ -61,6 +61,10 @@ impl Template {
             return Err("template has no {field}: use `value:` for a constant".into());
         }
         Ok(Self { parts })
+    }
+
+    pub(super) fn parts(&self) -> &[Part] {
+        &self.parts
     }
 
     /// Absent fields render as nothing.

@@ -201,6 +201,17 @@ pub struct Purged {
     pub fingerprints: u64,
 }
 
+/// The queue at a glance, for the metrics gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Deliveries not yet made: pending or retrying.
+    pub waiting: u64,
+    /// When the oldest of those was created.
+    pub oldest_waiting_since: Option<OffsetDateTime>,
+    /// Dead-lettered deliveries.
+    pub dead: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
@@ -308,6 +319,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Purged, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Counts for the queue gauges; run at each metrics scrape.
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
 }
 
 /// Opens the store named by `store.url`, creating and migrating it as needed.

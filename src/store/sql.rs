@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::{
     AttemptOutcome, AttemptView, ClaimedDelivery, DeliveryFilter, DeliveryStatus, DeliveryView,
-    Destination, Inserted, NewLead, Purged, RetryResult, Store, StoreError, from_millis, parse_org,
-    parse_uuid, to_millis,
+    Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store, StoreError,
+    from_millis, parse_org, parse_uuid, to_millis,
 };
 use crate::lead::OrgName;
 
@@ -578,6 +578,30 @@ impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        // The (status, next_attempt_at) index keeps this cheap at every scrape.
+        let row = sqlx::query(self.sql(
+            "SELECT \
+               COUNT(*) FILTER (WHERE status IN ('pending', 'retrying')) AS waiting, \
+               MIN(created_at) FILTER (WHERE status IN ('pending', 'retrying')) AS oldest, \
+               COUNT(*) FILTER (WHERE status = 'dead') AS dead \
+             FROM deliveries WHERE status IN ('pending', 'retrying', 'dead')",
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok(QueueStats {
+            waiting: count("waiting")?,
+            oldest_waiting_since: row
+                .try_get::<Option<i64>, _>("oldest")?
+                .map(from_millis)
+                .transpose()?,
+            dead: count("dead")?,
+        })
     }
 }
 

@@ -3,10 +3,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin;
 mod credentials;
 mod delivery;
 mod durability;
 mod intake;
+mod metadata;
 mod reload;
 mod restart;
 mod tokens;

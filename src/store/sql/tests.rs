@@ -337,3 +337,47 @@ async fn data_survives_reopening() {
     assert_eq!(ds.len(), 1);
     assert_eq!(ds[0].status, DeliveryStatus::Pending);
 }
+
+#[tokio::test]
+async fn queue_stats_count_waiting_and_dead_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, s) in stores(&dir).await {
+        assert_eq!(
+            s.queue_stats().await.unwrap(),
+            QueueStats::default(),
+            "{name}"
+        );
+        let t0 = OffsetDateTime::now_utc() - Duration::from_secs(120);
+        let first = lead(t0, "a");
+        s.insert_lead(&first, None).await.unwrap();
+        s.insert_lead(&lead(t0 + Duration::from_secs(60), "b"), None)
+            .await
+            .unwrap();
+        s.insert_lead(&lead(t0 + Duration::from_secs(90), "c"), None)
+            .await
+            .unwrap();
+        let claimed = s
+            .claim_due(t0 + Duration::from_secs(100), LEASE, 2, &[])
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].lead_id, first.id, "{name}: oldest first");
+        let now = OffsetDateTime::now_utc();
+        let dead = AttemptOutcome::Dead {
+            error: "x".into(),
+            http_status: Some(400),
+        };
+        s.record_attempt(&claimed[0], now, &dead).await.unwrap();
+        let ok = AttemptOutcome::Delivered {
+            remote_ref: "r".into(),
+            http_status: Some(204),
+        };
+        s.record_attempt(&claimed[1], now, &ok).await.unwrap();
+        let stats = s.queue_stats().await.unwrap();
+        assert_eq!(stats.waiting, 1, "{name}");
+        assert_eq!(stats.dead, 1, "{name}");
+        assert_eq!(
+            stats.oldest_waiting_since.map(to_millis),
+            Some(to_millis(t0 + Duration::from_secs(90)))
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! `leadbridge check [--live] [--json]`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use leadbridge::check::{LiveResult, OrgReport};
+use leadbridge::config::Settings;
+use leadbridge::http_client;
+use leadbridge::mapping::{MappingRegistry, Severity};
+
+pub fn run(config: &Path, live: bool, as_json: bool) -> anyhow::Result<()> {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => return invalid(config, as_json, vec![e.to_string()]),
+    };
+    let mappings = match MappingRegistry::load(
+        settings
+            .organizations
+            .values()
+            .map(|o| (&o.name, o.mapping.as_path())),
+    ) {
+        Ok(m) => m,
+        Err(errors) => {
+            return invalid(
+                config,
+                as_json,
+                errors.iter().map(ToString::to_string).collect(),
+            );
+        }
+    };
+    let reports = if live {
+        let http = http_client::build(settings.delivery.request_timeout)?;
+        super::runtime()?.block_on(leadbridge::check::live(&settings, &mappings, http))
+    } else {
+        settings
+            .organizations
+            .values()
+            .map(OrgReport::offline)
+            .collect()
+    };
+    let errors: usize = reports.iter().map(OrgReport::errors).sum();
+    let warnings: usize = reports.iter().map(OrgReport::warnings).sum();
+    if as_json {
+        let out = json!({
+            "ok": errors == 0,
+            "config": config.display().to_string(),
+            "live": live,
+            "errors": [],
+            "organizations": reports,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for r in &reports {
+            print_report(r);
+        }
+        if live {
+            println!("live check: {errors} error(s), {warnings} warning(s)");
+        }
+    }
+    if errors > 0 {
+        anyhow::bail!("check failed: {errors} error(s) against Dataverse");
+    }
+    Ok(())
+}
+
+/// The configuration or a mapping file is invalid: nothing else to check.
+fn invalid(config: &Path, as_json: bool, errors: Vec<String>) -> anyhow::Result<()> {
+    if as_json {
+        let out = json!({
+            "ok": false,
+            "config": config.display().to_string(),
+            "errors": errors,
+            "organizations": [],
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        anyhow::bail!(
+            "invalid configuration or mapping ({} problem(s))",
+            errors.len()
+        );
+    }
+    anyhow::bail!("{}", errors.join("\n"))
+}
+
+fn print_report(r: &OrgReport) {
+    println!(
+        "{}: {} -> {} ({}), mapping {}",
+        if r.errors() > 0 { "FAIL" } else { "ok" },
+        r.organization,
+        r.url,
+        if r.dry_run { "dry run" } else { "live" },
+        r.mapping
+    );
+    match &r.live {
+        None => {}
+        Some(LiveResult::Skipped { reason }) => println!("  live check skipped: {reason}"),
+        Some(LiveResult::Failed { step, error }) => {
+            println!("  error: {} failed: {error}", step.describe())
+        }
+        Some(LiveResult::Checked {
+            who_am_i,
+            entity,
+            columns,
+            findings,
+        }) => {
+            println!(
+                "  WhoAmI: user {}, business unit {}, organization {}; x-ms-dop-hint {}",
+                who_am_i.user_id,
+                who_am_i.business_unit_id,
+                who_am_i.organization_id,
+                who_am_i
+                    .dop_hint
+                    .map_or_else(|| "not sent".to_owned(), |n| n.to_string())
+            );
+            println!("  entity {entity}: {columns} columns in Dataverse's metadata");
+            for f in findings {
+                let severity = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                    Severity::Note => "note",
+                };
+                println!("  {severity}: {}: {}", f.key, f.message);
+            }
+            if findings.iter().all(|f| f.severity == Severity::Note) {
+                println!("  every mapped column exists and fits");
+            }
+        }
+    }
+}

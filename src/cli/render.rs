@@ -1,0 +1,73 @@
+//! `leadbridge render --org NAME --lead FILE`: the Dataverse request a lead
+//! would become, without sending anything.
+
+use std::path::Path;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use leadbridge::config::Settings;
+use leadbridge::dataverse::CreateRequest;
+use leadbridge::lead::{Lead, OrgName};
+use leadbridge::mapping::{Mapping, RenderContext};
+
+pub fn run(config: &Path, org: &str, lead_file: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let name = OrgName::parse(org)?;
+    let Some(org) = settings.organization(&name) else {
+        let known: Vec<&str> = settings.organizations.keys().map(OrgName::as_str).collect();
+        anyhow::bail!(
+            "no organization {name} in {}; configured: {}",
+            config.display(),
+            known.join(", ")
+        );
+    };
+    let mapping = Mapping::load(&org.mapping)?;
+    let text =
+        std::fs::read(lead_file).with_context(|| format!("cannot read {}", lead_file.display()))?;
+    let (lead, _) = Lead::parse_json(&text)
+        .with_context(|| format!("{} is not a lead", lead_file.display()))?;
+
+    // The service draws both ids per lead; a preview can only make up its own.
+    let lead_id = Uuid::now_v7();
+    let record_id = Uuid::new_v4();
+    let record = mapping
+        .render(&RenderContext {
+            lead: &lead,
+            lead_id,
+            org: &name,
+            received_at: OffsetDateTime::now_utc(),
+        })
+        .with_primary_key(record_id);
+    let request = CreateRequest {
+        org_url: &org.url,
+        entity_set: &record.entity_set,
+        record_id,
+        body: &record.body,
+    };
+    println!(
+        "# organization {name}{}, mapping {}",
+        if org.dry_run {
+            " (dry run: the service only logs this request)"
+        } else {
+            ""
+        },
+        org.mapping.display()
+    );
+    println!(
+        "# {} is a fresh random id for this preview: each delivery generates its own",
+        record.primary_key
+    );
+    println!(
+        "# MaxLength cuts from Dataverse's metadata are not applied offline (see check --live)"
+    );
+    println!("POST {}", request.url());
+    println!("Authorization: Bearer <access token from Entra ID, not shown>");
+    for (k, v) in CreateRequest::headers() {
+        println!("{k}: {v}");
+    }
+    println!();
+    println!("{}", serde_json::to_string_pretty(&record.body)?);
+    Ok(())
+}

@@ -1,0 +1,138 @@
+use serde_json::Value;
+
+use crate::common::*;
+
+async fn get(t: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = t.http.get(format!("{}{path}", t.admin));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let r = req.send().await.expect("admin answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn readyz_is_on_the_admin_listener_only() {
+    let t = TestApp::spawn_with(TestConfig {
+        dry_run: true,
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = get(&t, "/readyz", None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    let public = t
+        .http
+        .get(format!("{}/readyz", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404, "the public listener has no /readyz");
+    let public = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404, "nor /metrics");
+    let health = t
+        .http
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_without_auth() {
+    let t = TestApp::spawn_with(TestConfig {
+        dry_run: true,
+        ..Default::default()
+    })
+    .await;
+    t.accept_lead(sample_2020()).await;
+    let r = t
+        .http
+        .get(format!("{}/metrics", t.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    // Other tests in this process count too: exact values are asserted in
+    // the subprocess test (tests/cli/metrics.rs).
+    assert!(
+        text.contains(r#"leadbridge_leads_received_total{org="contoso",outcome="accepted"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE leadbridge_queue_depth gauge"),
+        "{text}"
+    );
+    assert!(text.contains("leadbridge_dead_letters "), "{text}");
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_bearer_token() {
+    let t = TestApp::spawn().await;
+    for token in [None, Some("wrong-token-0123456789abcdef"), Some("")] {
+        let mut req = t.http.get(format!("{}/admin/config", t.admin));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "token {token:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "unauthorized");
+    }
+    // Unknown admin routes do not reveal themselves before the token check.
+    let (status, _) = get(&t, "/admin/nope", None).await;
+    assert_eq!(status, 401);
+    let (status, body) = get(&t, "/admin/nope", Some(ADMIN_TOKEN)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn admin_config_shows_the_effective_config_without_secrets() {
+    let t = TestApp::spawn().await;
+    let (status, body) = get(&t, "/admin/config", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200);
+    let text = body.to_string();
+    for secret in [SECRET, SECOND_SECRET, CLIENT_SECRET, ADMIN_TOKEN] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let org = &body["organizations"]["contoso"];
+    assert_eq!(org["url"], format!("{}/", t.dataverse.uri()));
+    assert_eq!(org["dry_run"], false);
+    assert_eq!(
+        org["endpoint_secrets"],
+        serde_json::json!(["<redacted>", "<redacted>"])
+    );
+    assert_eq!(org["auth"]["client_secret"], "<redacted>");
+    assert_eq!(org["auth"]["client_id"], CLIENT_ID);
+    assert_eq!(body["admin"]["token"], "<redacted>");
+    assert_eq!(body["delivery"]["max_attempts"], 5);
+    assert_eq!(body["delivery"]["poll_interval"], "50ms");
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_api_is_disabled() {
+    let t = TestApp::spawn_with(TestConfig {
+        admin_token: None,
+        ..Default::default()
+    })
+    .await;
+    for token in [None, Some(ADMIN_TOKEN)] {
+        let (status, body) = get(&t, "/admin/config", token).await;
+        assert_eq!(status, 403);
+        assert_eq!(body["error"], "admin_disabled");
+    }
+    let (status, _) = get(&t, "/readyz", None).await;
+    assert_eq!(status, 200, "probes work without a token");
+}
