@@ -11,6 +11,7 @@
 //! come with it.
 
 mod config_view;
+mod deliveries;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -78,7 +79,10 @@ pub fn admin(state: Arc<AdminState>) -> BoxedFilter<(Response,)> {
 
 /// The routes under `/admin/`. Add new ones here with `.or(...).unify()`.
 fn api(state: Arc<AdminState>) -> BoxedFilter<(Response,)> {
-    config_view::route(state).boxed()
+    config_view::route(Arc::clone(&state))
+        .or(deliveries::routes(state))
+        .unify()
+        .boxed()
 }
 
 /// Passes only requests carrying the admin token. Without a configured

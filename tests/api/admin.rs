@@ -1,3 +1,6 @@
+use std::time::Duration;
+
+use leadbridge::store::DeliveryStatus;
 use serde_json::Value;
 
 use crate::common::*;
@@ -135,4 +138,88 @@ async fn without_a_token_the_admin_api_is_disabled() {
     }
     let (status, _) = get(&t, "/readyz", None).await;
     assert_eq!(status, 200, "probes work without a token");
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_shown_and_replayed_over_the_admin_api() {
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(LEADS_PATH))
+        .respond_with(dataverse_error(
+            400,
+            "0x80044331",
+            "A validation error occurred.",
+        ))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    mount_created(&t.dataverse).await;
+    let a = t.accept_lead(&lead_n(1)).await;
+    let b = t.accept_lead(&lead_n(2)).await;
+    let dead_a = t
+        .wait_for(a, DeliveryStatus::Dead, Duration::from_secs(10))
+        .await;
+    t.wait_for(b, DeliveryStatus::Dead, Duration::from_secs(10))
+        .await;
+
+    let (status, body) = get(
+        &t,
+        "/admin/deliveries?status=dead&org=contoso",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deliveries"].as_array().map(Vec::len), Some(2));
+    let (status, _) = get(&t, "/admin/deliveries?status=lost", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 400);
+    let (status, _) = get(&t, "/admin/deliveries", None).await;
+    assert_eq!(status, 401, "the bearer token guards these routes too");
+
+    let (status, shown) = get(
+        &t,
+        &format!("/admin/deliveries/{}", dead_a.id),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["status"], "dead");
+    assert_eq!(shown["history"][0]["http_status"], 400);
+    assert!(
+        shown["history"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("validation error")
+    );
+
+    let post = |path: String| {
+        t.http
+            .post(format!("{}{path}", t.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    let r = post(format!("/admin/deliveries/{}/retry", dead_a.id))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    t.wait_for(a, DeliveryStatus::Delivered, Duration::from_secs(10))
+        .await;
+    let r = post(format!("/admin/deliveries/{}/retry", dead_a.id))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "a delivered lead is not sent again");
+    let r = post(format!("/admin/deliveries/{}/retry", uuid::Uuid::nil()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = post("/admin/deliveries/retry-dead?org=contoso".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["queued"], 1);
+    t.wait_for(b, DeliveryStatus::Delivered, Duration::from_secs(10))
+        .await;
 }
