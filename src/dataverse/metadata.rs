@@ -14,9 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
-use super::{
-    DataverseClient, DataverseError, ErrorKind, classify, collection_base, network_message,
-};
+use super::{DataverseClient, DataverseError, ErrorKind, classify, collection_base};
 use crate::auth::AccessToken;
 use crate::config::Organization;
 use crate::lead::OrgName;
@@ -283,12 +281,10 @@ impl DataverseClient {
         for (k, v) in super::CreateRequest::headers().into_iter().take(3) {
             builder = builder.header(k, v);
         }
-        let response = builder.send().await.map_err(|e| DataverseError {
-            kind: ErrorKind::Transient,
-            status: None,
-            code: None,
-            message: network_message(&e),
-        })?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| DataverseError::network(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();

@@ -100,6 +100,16 @@ pub enum ErrorKind {
 }
 
 impl DataverseError {
+    /// Timeouts and connection failures: always worth another try.
+    pub(crate) fn network(e: &reqwest::Error) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            status: None,
+            code: None,
+            message: network_message(e),
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         !matches!(self.kind, ErrorKind::Permanent)
     }
@@ -134,12 +144,7 @@ impl DataverseClient {
             .body(serde_json::to_vec(req.body).unwrap_or_default())
             .send()
             .await
-            .map_err(|e| DataverseError {
-                kind: ErrorKind::Transient,
-                status: None,
-                code: None,
-                message: network_message(&e),
-            })?;
+            .map_err(|e| DataverseError::network(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
         if status.is_success() {

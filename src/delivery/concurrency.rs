@@ -1,9 +1,13 @@
 //! Per-organization adaptive concurrency (AIMD): start at the configured cap,
 //! halve on 429, grow back by one per "window" of successes, and never above
-//! what Dataverse recommends in `x-ms-dop-hint`.
+//! what Dataverse recommends in `x-ms-dop-hint`. A 429 also remembers the
+//! level that caused it: growth stops just below it, and probes one higher
+//! only after a long run of successes, so a steady limit is not hit over and
+//! over (each hit pauses the whole organization for Retry-After).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::lead::OrgName;
 
@@ -14,12 +18,25 @@ struct OrgLimit {
     limit: f64,
     /// The most we may grow to: the configured cap, or the DOP hint if lower.
     ceiling: usize,
+    /// Just below the level of the last 429, if one was seen.
+    learned: Option<usize>,
+    /// When the learned level was last set or raised.
+    since_probe: Instant,
+    /// When the limit was last cut: the other 429s of the same burst
+    /// must not cut it again.
+    last_cut: Option<Instant>,
     in_flight: usize,
 }
+
+/// Time without a 429 before trying one more in flight than the learned
+/// level: every probe that fails pauses the organization for Retry-After.
+const PROBE_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimits {
     cap: usize,
+    burst: Duration,
+    probe_after: Duration,
     orgs: Arc<Mutex<HashMap<OrgName, OrgLimit>>>,
 }
 
@@ -41,6 +58,8 @@ impl AdaptiveLimits {
     pub fn new(cap: usize) -> Self {
         Self {
             cap: cap.max(1),
+            burst: Duration::from_secs(1),
+            probe_after: PROBE_AFTER,
             orgs: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -50,6 +69,9 @@ impl AdaptiveLimits {
         let entry = orgs.entry(org.clone()).or_insert_with(|| OrgLimit {
             limit: self.cap as f64,
             ceiling: self.cap,
+            learned: None,
+            since_probe: Instant::now(),
+            last_cut: None,
             in_flight: 0,
         });
         f(entry)
@@ -71,6 +93,21 @@ impl AdaptiveLimits {
         })
     }
 
+    /// The most free slots any of `orgs` has: a claim larger than that would
+    /// only hand deliveries straight back.
+    pub fn most_available<'a>(&self, orgs: impl IntoIterator<Item = &'a OrgName>) -> usize {
+        orgs.into_iter()
+            .map(|org| {
+                self.with(org, |o| {
+                    (o.limit.floor() as usize)
+                        .max(1)
+                        .saturating_sub(o.in_flight)
+                })
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Organizations that cannot take another request now.
     pub fn full(&self) -> Vec<OrgName> {
         let orgs = self.orgs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -82,16 +119,40 @@ impl AdaptiveLimits {
 
     pub fn on_success(&self, org: &OrgName, dop_hint: Option<usize>) {
         let cap = self.cap;
+        let probe_after = self.probe_after;
         self.with(org, |o| {
             if let Some(hint) = dop_hint {
                 o.ceiling = hint.clamp(1, cap);
             }
-            o.limit = (o.limit + 1.0 / o.limit.max(1.0)).min(o.ceiling as f64);
+            if let Some(learned) = o.learned.as_mut()
+                && o.since_probe.elapsed() >= probe_after
+            {
+                o.since_probe = Instant::now();
+                *learned += 1;
+            }
+            let top = o.learned.map_or(o.ceiling, |l| l.min(o.ceiling));
+            o.limit = (o.limit + 1.0 / o.limit.max(1.0)).min(top as f64);
         });
     }
 
     pub fn on_throttled(&self, org: &OrgName) {
-        self.with(org, |o| o.limit = (o.limit / 2.0).max(1.0));
+        let burst = self.burst;
+        self.with(org, |o| {
+            let now = Instant::now();
+            if o.last_cut.is_some_and(|t| now.duration_since(t) < burst) {
+                return;
+            }
+            o.last_cut = Some(now);
+            // The requests in flight when the 429 came (this one included).
+            let level = if o.in_flight > 0 {
+                o.in_flight
+            } else {
+                o.limit.floor() as usize
+            };
+            o.learned = Some(level.saturating_sub(1).max(1));
+            o.since_probe = now;
+            o.limit = (o.limit / 2.0).max(1.0);
+        });
     }
 
     /// The current limit (for logs and tests).
@@ -105,12 +166,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn halves_on_429_and_grows_back_to_the_cap() {
+    fn one_cut_per_burst_of_429s() {
         let l = AdaptiveLimits::new(8);
+        let org = OrgName::parse("contoso").unwrap();
+        l.on_throttled(&org);
+        l.on_throttled(&org);
+        assert_eq!(
+            l.limit(&org),
+            4,
+            "the second 429 of the burst is the same event"
+        );
+    }
+
+    #[test]
+    fn halves_on_429_and_grows_back_to_the_cap() {
+        let mut l = AdaptiveLimits::new(8);
+        l.burst = Duration::ZERO;
         let org = OrgName::parse("contoso").unwrap();
         assert_eq!(l.limit(&org), 8);
         l.on_throttled(&org);
         assert_eq!(l.limit(&org), 4);
+        for _ in 0..100 {
+            l.on_success(&org, None);
+        }
+        assert_eq!(l.limit(&org), 7, "back up to just below where the 429 came");
+        l.on_throttled(&org);
         l.on_throttled(&org);
         l.on_throttled(&org);
         l.on_throttled(&org);
@@ -118,7 +198,38 @@ mod tests {
         for _ in 0..200 {
             l.on_success(&org, None);
         }
-        assert_eq!(l.limit(&org), 8, "back to the cap, not beyond");
+        assert_eq!(l.limit(&org), 1, "the last 429 came at one");
+        for _ in 0..100 {
+            l.on_success(&org, None);
+        }
+        assert_eq!(l.limit(&org), 1, "no probing before probe_after");
+        l.probe_after = Duration::ZERO;
+        for _ in 0..100 {
+            l.on_success(&org, None);
+        }
+        assert_eq!(
+            l.limit(&org),
+            8,
+            "after quiet periods it probes higher, up to the cap"
+        );
+    }
+
+    #[test]
+    fn remembers_the_level_that_was_throttled() {
+        let l = AdaptiveLimits::new(32);
+        let org = OrgName::parse("contoso").unwrap();
+        let slots: Vec<_> = (0..17).filter_map(|_| l.try_acquire(&org)).collect();
+        assert_eq!(slots.len(), 17);
+        l.on_throttled(&org);
+        drop(slots);
+        for _ in 0..100 {
+            l.on_success(&org, None);
+        }
+        assert_eq!(
+            l.limit(&org),
+            16,
+            "stops below the 17 in flight that got a 429"
+        );
     }
 
     #[test]

@@ -110,7 +110,11 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, ClaimedDelivery> = HashMap::new();
         loop {
-            let free = settings.concurrency.saturating_sub(in_flight.len());
+            let free = settings.concurrency.saturating_sub(in_flight.len()).min(
+                self.deps
+                    .limits
+                    .most_available(self.deps.settings.organizations.keys()),
+            );
             let mut got_full_batch = false;
             if free > 0 {
                 let skip = self.deps.limits.full();
@@ -147,7 +151,12 @@ impl Worker {
             if got_full_batch && in_flight.len() < settings.concurrency {
                 continue;
             }
-            let sleep = self.time_to_next_due().await;
+            // With attempts in flight, their completion wakes the loop anyway.
+            let sleep = if in_flight.is_empty() {
+                self.time_to_next_due().await
+            } else {
+                settings.poll_interval
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}

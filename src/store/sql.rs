@@ -412,9 +412,10 @@ impl Store for SqlStore {
 
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(self.sql(
-            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
-               THEN lease_until ELSE next_attempt_at END) \
-             FROM deliveries WHERE status IN ('pending', 'retrying')",
+            // Leased ones are in flight; if their worker died, the poll
+            // interval bounds how late their lease expiry is noticed.
+            "SELECT MIN(next_attempt_at) FROM deliveries \
+             WHERE status IN ('pending', 'retrying') AND lease_token IS NULL",
         ))
         .fetch_one(&self.pool)
         .await?;
