@@ -16,7 +16,6 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use time::OffsetDateTime;
 
-use crate::intake::ApiError;
 use crate::lead::OrgName;
 use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, QueueStats};
 
@@ -124,9 +123,8 @@ pub fn register_org(org: &OrgName) {
 
 /// One answered `POST /leads/{org}`. `org` is `None` when the organization
 /// is not configured; the outcome is `accepted` or the error code answered.
-pub fn lead_received<T>(org: Option<&OrgName>, result: &Result<T, ApiError>) {
+pub fn lead_received(org: Option<&OrgName>, outcome: &'static str) {
     let org = org.map_or(UNKNOWN_ORG, OrgName::as_str).to_owned();
-    let outcome = result.as_ref().map_or_else(ApiError::code, |_| "accepted");
     counter!(LEADS_RECEIVED, "org" => org, "outcome" => outcome).increment(1);
 }
 

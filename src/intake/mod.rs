@@ -58,9 +58,23 @@ pub fn routes(
              intake: Arc<Intake>| async move {
                 let request_id = Uuid::new_v4().to_string();
                 let result = receive(&intake, &org, &query, ct, len, body, &request_id).await;
-                crate::metrics::lead_received(intake.secrets.configured(&org), &result);
+                let outcome = match &result {
+                    Ok(Received::Accepted(_)) => "accepted",
+                    Ok(Received::Duplicate(_)) => "duplicate",
+                    Err(e) => e.code(),
+                };
+                crate::metrics::lead_received(intake.secrets.configured(&org), outcome);
                 let mut response = match result {
-                    Ok(r) => r,
+                    Ok(Received::Accepted(id)) => warp::reply::with_status(
+                        warp::reply::json(&json!({"id": id, "status": "accepted"})),
+                        StatusCode::ACCEPTED,
+                    )
+                    .into_response(),
+                    Ok(Received::Duplicate(original)) => warp::reply::with_status(
+                        warp::reply::json(&json!({"id": original, "status": "duplicate"})),
+                        StatusCode::OK,
+                    )
+                    .into_response(),
                     Err(e) => e.into_response(),
                 };
                 if let Ok(v) = request_id.parse() {
@@ -82,7 +96,7 @@ async fn receive<S, B>(
     content_length: Option<u64>,
     body: S,
     request_id: &str,
-) -> Result<Response, ApiError>
+) -> Result<Received, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -134,11 +148,7 @@ where
         })?;
     if let Inserted::Duplicate { original } = inserted {
         tracing::info!(lead_id = %original, request_id, org = %org, "duplicate lead; not stored again");
-        return Ok(warp::reply::with_status(
-            warp::reply::json(&json!({"id": original, "status": "duplicate"})),
-            StatusCode::OK,
-        )
-        .into_response());
+        return Ok(Received::Duplicate(original));
     }
     intake.wake.notify_one();
     tracing::info!(
@@ -151,11 +161,15 @@ where
         bytes = bytes.len(),
         "lead accepted"
     );
-    Ok(warp::reply::with_status(
-        warp::reply::json(&json!({"id": id, "status": "accepted"})),
-        StatusCode::ACCEPTED,
-    )
-    .into_response())
+    Ok(Received::Accepted(id))
+}
+
+/// What a stored (or recognised) lead is answered with.
+enum Received {
+    /// `202`: the id of the new lead.
+    Accepted(Uuid),
+    /// `200`: the id of the lead this one repeats.
+    Duplicate(Uuid),
 }
 
 /// `application/json`, any parameters, and `+json` types.

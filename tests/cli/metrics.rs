@@ -73,6 +73,10 @@ async fn counters_after_a_handful_of_leads() {
             .unwrap();
         assert_eq!(r.status(), 202);
     }
+    let again = post("contoso", SECRET, "application/json", lead("First"))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "the same lead again is a duplicate");
     let refused = [
         post(
             "contoso",
@@ -122,6 +126,10 @@ async fn counters_after_a_handful_of_leads() {
         (
             r#"leadbridge_leads_received_total{org="contoso",outcome="accepted"}"#,
             4.0,
+        ),
+        (
+            r#"leadbridge_leads_received_total{org="contoso",outcome="duplicate"}"#,
+            1.0,
         ),
         (
             r#"leadbridge_leads_received_total{org="contoso",outcome="unauthorized"}"#,
@@ -182,7 +190,7 @@ async fn counters_after_a_handful_of_leads() {
         .keys()
         .filter(|k| k.starts_with("leadbridge_leads_received_total"))
         .count();
-    assert_eq!(leads_series, 5, "{metrics:#?}");
+    assert_eq!(leads_series, 6, "{metrics:#?}");
     assert!(
         !metrics
             .keys()
