@@ -126,7 +126,7 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
         "fields:\n  lastname: UserDetails.LastName\n  new_source: $source\n",
     )
     .unwrap();
-    let mut t = TestApp::spawn_with(TestConfig {
+    let t = TestApp::spawn_with(TestConfig {
         mapping: mapping.clone(),
         ..Default::default()
     })
@@ -172,10 +172,16 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
         "{shown}"
     );
 
-    // Fix the mapping, restart so it is loaded, replay.
+    // Fix the mapping; the running service reloads it; replay.
+    let registry = t.mappings();
+    let generation = registry.generation();
     std::fs::write(&mapping, "fields:\n  lastname: UserDetails.LastName\n").unwrap();
-    t.stop().await;
-    t.start().await;
+    wait_until(
+        "the fixed mapping to be reloaded",
+        Duration::from_secs(10),
+        || registry.generation() > generation,
+    )
+    .await;
     let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]);
     assert!(
         out.status.success(),
