@@ -142,20 +142,26 @@ fn touched_dirs(
 fn reload(registry: &MappingRegistry, org: &OrgName) {
     let file = registry.path(org).unwrap_or_default();
     match registry.reload(org) {
-        Ok(true) => tracing::info!(
-            %org,
-            file = %file.display(),
-            generation = registry.generation(),
-            "mapping reloaded"
-        ),
+        Ok(true) => {
+            crate::metrics::mapping_reloaded(org, true);
+            tracing::info!(
+                %org,
+                file = %file.display(),
+                generation = registry.generation(),
+                "mapping reloaded"
+            )
+        }
         Ok(false) => tracing::debug!(%org, file = %file.display(), "mapping unchanged"),
         // The error names the file, the key and the reason.
-        Err(e) => tracing::error!(
-            %org,
-            file = %file.display(),
-            error = %e,
-            "mapping file changed but cannot be used; the previous mapping stays in force"
-        ),
+        Err(e) => {
+            crate::metrics::mapping_reloaded(org, false);
+            tracing::error!(
+                %org,
+                file = %file.display(),
+                error = %e,
+                "mapping file changed but cannot be used; the previous mapping stays in force"
+            )
+        }
     }
 }
 

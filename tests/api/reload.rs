@@ -86,6 +86,28 @@ async fn mappings_follow_configmap_updates_and_survive_an_invalid_one() {
     .await;
     let sent = deliver_one(&t).await;
     assert_eq!(sent["subject"], "v3 Test Microsoft");
+
+    // Both kinds of reload are counted (the recorder is shared by the tests
+    // of this process, so at least, not exactly).
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (outcome, at_least) in [("ok", 2.0), ("error", 1.0)] {
+        let series =
+            format!("leadbridge_mapping_reloads_total{{org=\"contoso\",outcome=\"{outcome}\"}} ");
+        let value: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        assert!(value >= at_least, "{series}{value}");
+    }
 }
 
 #[tokio::test]
