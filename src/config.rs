@@ -51,6 +51,10 @@ pub struct ServerSettings {
     /// answered `200 duplicate` and stored once. `0s` turns this off.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// Wrong-secret requests per client address per minute before they are
+    /// answered 429 instead of 401 (brute-force brake; `0` turns it off). A
+    /// correct secret is always let through.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +64,7 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             public_url: None,
             dedupe_window: Duration::from_secs(24 * 3600),
+            auth_failures_per_minute: 30,
         }
     }
 }

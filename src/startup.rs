@@ -94,6 +94,7 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             dedupe_window: dedupe_window(&settings),
             wake,
+            auth_failures: Intake::auth_failure_limiter(settings.server.auth_failures_per_minute),
         });
         let (listener, addr) = bind(settings.server.listen).await?;
         let (admin_listener, admin_addr) = bind(settings.admin.listen).await?;

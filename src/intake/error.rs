@@ -8,6 +8,8 @@ use warp::reply::{Reply, Response};
 pub enum ApiError {
     #[error("missing or wrong endpoint secret, or unknown organization")]
     Unauthorized,
+    #[error("too many requests with a wrong endpoint secret from this address; wait a minute")]
+    RateLimited,
     #[error("Content-Type {0:?} is not JSON: send the lead as application/json")]
     UnsupportedMediaType(String),
     #[error("the body is larger than {0} bytes")]
@@ -30,6 +32,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidJson(_) | ApiError::InvalidLead(_) | ApiError::BadRequest(_) => {
@@ -45,6 +48,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::RateLimited => "rate_limited",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::InvalidJson(_) => "invalid_json",
@@ -61,10 +65,15 @@ impl Reply for ApiError {
     fn into_response(self) -> Response {
         let body = warp::reply::json(&json!({"error": self.code(), "message": self.to_string()}));
         let mut response = warp::reply::with_status(body, self.status()).into_response();
-        if matches!(self, ApiError::StoreUnavailable) {
+        let retry_after = match self {
+            ApiError::StoreUnavailable => Some("5"),
+            ApiError::RateLimited => Some("60"),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert("retry-after", warp::http::HeaderValue::from_static("5"));
+                .insert("retry-after", warp::http::HeaderValue::from_static(seconds));
         }
         response
     }

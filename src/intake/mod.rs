@@ -5,10 +5,13 @@ mod error;
 mod secrets;
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -32,6 +35,16 @@ pub struct Intake {
     pub dedupe_window: Option<std::time::Duration>,
     /// Tells the delivery worker there is new work.
     pub wake: Arc<Notify>,
+    /// Failed secret checks allowed per client address; past it the answer is
+    /// 429 instead of 401, so secrets cannot be guessed at speed. A correct
+    /// secret is never refused for it: a lead turned away is lost for good.
+    pub auth_failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Intake {
+    pub fn auth_failure_limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+        NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+    }
 }
 
 /// All public routes, with JSON bodies for every error, 404 and 405 included.
@@ -48,6 +61,7 @@ pub fn routes(
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
+        .and(warp::addr::remote())
         .and(warp::any().map(move || Arc::clone(&intake)))
         .then(
             |org: String,
@@ -55,9 +69,18 @@ pub fn routes(
              ct: Option<String>,
              len: Option<u64>,
              body,
+             remote: Option<SocketAddr>,
              intake: Arc<Intake>| async move {
                 let request_id = Uuid::new_v4().to_string();
-                let result = receive(&intake, &org, &query, ct, len, body, &request_id).await;
+                let request = Request {
+                    org: &org,
+                    query: &query,
+                    content_type: ct,
+                    content_length: len,
+                    remote: remote.map(|a| a.ip()),
+                    request_id: &request_id,
+                };
+                let result = receive(&intake, request, body).await;
                 let outcome = match &result {
                     Ok(Received::Accepted(_)) => "accepted",
                     Ok(Received::Duplicate(_)) => "duplicate",
@@ -87,29 +110,45 @@ pub fn routes(
     health.or(leads).unify().recover(recover).unify()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn receive<S, B>(
-    intake: &Intake,
-    org: &str,
-    query: &str,
+/// What the route extracted, before the body.
+struct Request<'a> {
+    org: &'a str,
+    query: &'a str,
     content_type: Option<String>,
     content_length: Option<u64>,
-    body: S,
-    request_id: &str,
-) -> Result<Received, ApiError>
+    remote: Option<IpAddr>,
+    request_id: &'a str,
+}
+
+async fn receive<S, B>(intake: &Intake, req: Request<'_>, body: S) -> Result<Received, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
+    let Request {
+        org,
+        query,
+        content_type,
+        content_length,
+        remote,
+        request_id,
+    } = req;
     let code = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned());
     // An invalid name is just an unknown organization: same 401, same timing.
     let org = OrgName::parse(org).ok();
-    let org = intake
-        .secrets
-        .verify(org.as_ref(), code.as_deref())
-        .ok_or(ApiError::Unauthorized)?;
+    let Some(org) = intake.secrets.verify(org.as_ref(), code.as_deref()) else {
+        let limited = match (&intake.auth_failures, remote) {
+            (Some(limiter), Some(ip)) => limiter.check_key(&ip).is_err(),
+            _ => false,
+        };
+        return Err(if limited {
+            ApiError::RateLimited
+        } else {
+            ApiError::Unauthorized
+        });
+    };
 
     if let Some(ct) = content_type
         && !is_json(&ct)

@@ -326,3 +326,35 @@ async fn health_and_unknown_routes() {
     let (s, e, _) = error_of(r).await;
     assert_eq!((s, e.as_str()), (405, "method_not_allowed"));
 }
+
+#[tokio::test]
+async fn guessing_secrets_is_slowed_down_but_a_right_secret_always_gets_through() {
+    let t = TestApp::spawn_with(TestConfig {
+        dry_run: true,
+        ..Default::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for n in 0..35 {
+        let r = t
+            .http
+            .post(t.lead_url("contoso", &format!("guess-{n:020}")))
+            .header("Content-Type", "application/json")
+            .body(sample_2020())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert_eq!(r.headers()["retry-after"], "60");
+            let (_, error, message) = error_of(r).await;
+            assert_eq!(error, "rate_limited");
+            assert!(message.contains("wrong endpoint secret"), "{message}");
+        }
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The real sender, from the same address, is not turned away.
+    t.accept_lead(sample_2020()).await;
+    assert_eq!(t.count("leads").await, 1);
+}
