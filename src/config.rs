@@ -576,6 +576,7 @@ impl Settings {
                 "max_body_bytes": self.server.max_body_bytes,
                 "public_url": self.server.public_url.as_ref().map(Url::as_str),
                 "dedupe_window": human(self.server.dedupe_window),
+                "auth_failures_per_minute": self.server.auth_failures_per_minute,
             },
             "admin": {
                 "listen": self.admin.listen.to_string(),
