@@ -30,14 +30,38 @@ fn email(n: usize) -> String {
     format!("someone.{n}@contoso.com")
 }
 
-/// Waits until every email has a record in the fake.
-async fn wait_all_created(fake: &FakeDataverse, emails: &HashSet<String>, within: Duration) {
+/// Waits until every email has a record in the fake; on failure shows what
+/// the store says about the deliveries that are not delivered.
+async fn wait_all_created(
+    t: &TestApp,
+    fake: &FakeDataverse,
+    emails: &HashSet<String>,
+    within: Duration,
+) {
     let deadline = Instant::now() + within;
     loop {
         let have = fake.records_by_email();
         let missing: Vec<_> = emails.iter().filter(|e| !have.contains_key(*e)).collect();
         if missing.is_empty() {
             return;
+        }
+        if Instant::now() >= deadline {
+            let store = leadbridge::store::connect(&t.store_url).await.unwrap();
+            let filter = leadbridge::store::DeliveryFilter {
+                limit: 1000,
+                ..Default::default()
+            };
+            let stuck: Vec<_> = store
+                .list_deliveries(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.status != DeliveryStatus::Delivered)
+                .collect();
+            panic!(
+                "{} leads never reached Dataverse: {missing:?}; not delivered: {stuck:#?}",
+                missing.len()
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -60,7 +84,11 @@ fn assert_exactly_once(fake: &FakeDataverse, accepted: &HashSet<String>) {
 
 #[tokio::test]
 async fn retry_after_pauses_the_whole_queue_and_every_lead_arrives_once() {
-    let t = TestApp::spawn().await;
+    let t = TestApp::spawn_with(TestConfig {
+        max_attempts: 1000,
+        ..Default::default()
+    })
+    .await;
     mount_token(&t.entra, "token-1").await;
     let plan = Plan::ThrottleAndFlaky {
         throttle_every: 7,
@@ -73,7 +101,7 @@ async fn retry_after_pauses_the_whole_queue_and_every_lead_arrives_once() {
         t.accept_lead(&lead_n(n)).await;
         accepted.insert(email(n));
     }
-    wait_all_created(&fake, &accepted, Duration::from_secs(60)).await;
+    wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
     assert_exactly_once(&fake, &accepted);
     let log = fake.log();
     assert!(log.iter().any(|l| l.status == 429), "the fake throttled");
@@ -212,6 +240,10 @@ async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
     let t = TestApp::prepare(TestConfig {
         lease: "2s",
         delivery_toml: FAST.into(),
+        // The product default has no attempt cap (72 h of retries); the
+        // harness's 5 would dead-letter the unlucky lead that meets the
+        // fake's 503 five times.
+        max_attempts: 1000,
         ..Default::default()
     })
     .await;
@@ -253,7 +285,7 @@ async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
     }
     assert!(accepted.len() > 20, "leads flowed: {}", accepted.len());
     let _last = Process::start(&t.config_path, port, &log).await;
-    wait_all_created(&fake, &accepted, Duration::from_secs(60)).await;
+    wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
     assert_exactly_once(&fake, &accepted);
 }
 
@@ -266,6 +298,10 @@ async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
     let t = TestApp::prepare(TestConfig {
         lease: "2s",
         delivery_toml: FAST.into(),
+        // The product default has no attempt cap (72 h of retries); the
+        // harness's 5 would dead-letter the unlucky lead that meets the
+        // fake's 503 five times.
+        max_attempts: 1000,
         ..Default::default()
     })
     .await;
@@ -302,7 +338,7 @@ async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
         assert_eq!(r.status(), 202);
         accepted.insert(email(n));
     }
-    wait_all_created(&fake, &accepted, Duration::from_secs(60)).await;
+    wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
     assert_exactly_once(&fake, &accepted);
     drop(b);
 }
