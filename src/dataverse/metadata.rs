@@ -18,7 +18,7 @@ use super::{DataverseClient, DataverseError, ErrorKind, classify, collection_bas
 use crate::auth::AccessToken;
 use crate::config::Organization;
 use crate::lead::OrgName;
-use crate::mapping::{Mapping, Record};
+use crate::mapping::{Attribute, EntityMetadata, Mapping, OptionValue, Record};
 
 /// A cached copy is used for this long, then fetched again.
 pub const REFRESH_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
@@ -38,138 +38,84 @@ pub struct WhoAmI {
     pub dop_hint: Option<u32>,
 }
 
-/// The columns of one entity, by logical name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EntityMetadata {
-    pub logical_name: String,
-    pub attributes: BTreeMap<String, Attribute>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Attribute {
-    /// `AttributeType` as Dataverse names it: `String`, `Memo`, `Picklist`, `Lookup` …
-    pub attribute_type: String,
-    /// `false` for computed or system columns such as `fullname`.
-    pub valid_for_create: bool,
-    /// For `String` and `Memo` columns.
-    pub max_length: Option<usize>,
-    /// For `Picklist` columns.
-    pub options: Option<Vec<OptionValue>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OptionValue {
-    pub value: i64,
-    pub label: String,
-}
-
-impl Attribute {
-    pub fn is_text(&self) -> bool {
-        matches!(self.attribute_type.as_str(), "String" | "Memo")
+/// Builds the metadata from the four `Attributes` answers (all columns,
+/// then the String, Memo and Picklist casts). Pure, for tests.
+pub fn parse_entity_metadata(
+    logical_name: &str,
+    all: &Value,
+    strings: &Value,
+    memos: &Value,
+    picklists: &Value,
+) -> Result<EntityMetadata, String> {
+    let mut attributes = BTreeMap::new();
+    for item in values(all)? {
+        let Some(name) = item.get("LogicalName").and_then(Value::as_str) else {
+            continue;
+        };
+        attributes.insert(
+            name.to_owned(),
+            Attribute {
+                attribute_type: item
+                    .get("AttributeType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Unknown")
+                    .to_owned(),
+                valid_for_create: item
+                    .get("IsValidForCreate")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+                max_length: None,
+                options: None,
+            },
+        );
     }
-
-    pub fn is_picklist(&self) -> bool {
-        self.attribute_type == "Picklist"
-    }
-
-    /// Columns an `@odata.bind` can set.
-    pub fn is_lookup(&self) -> bool {
-        matches!(
-            self.attribute_type.as_str(),
-            "Lookup" | "Owner" | "Customer"
-        )
-    }
-}
-
-impl EntityMetadata {
-    pub fn attribute(&self, column: &str) -> Option<&Attribute> {
-        self.attributes.get(column)
-    }
-
-    /// MaxLength of a text column.
-    pub fn max_length(&self, column: &str) -> Option<usize> {
-        self.attributes.get(column).and_then(|a| a.max_length)
-    }
-
-    /// Builds the metadata from the four `Attributes` answers (all columns,
-    /// then the String, Memo and Picklist casts). Pure, for tests.
-    pub fn from_responses(
-        logical_name: &str,
-        all: &Value,
-        strings: &Value,
-        memos: &Value,
-        picklists: &Value,
-    ) -> Result<Self, String> {
-        let mut attributes = BTreeMap::new();
-        for item in values(all)? {
-            let Some(name) = item.get("LogicalName").and_then(Value::as_str) else {
-                continue;
-            };
-            attributes.insert(
-                name.to_owned(),
-                Attribute {
-                    attribute_type: item
-                        .get("AttributeType")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Unknown")
-                        .to_owned(),
-                    valid_for_create: item
-                        .get("IsValidForCreate")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true),
-                    max_length: None,
-                    options: None,
-                },
-            );
+    for item in values(strings)?.iter().chain(values(memos)?) {
+        let name = item.get("LogicalName").and_then(Value::as_str);
+        let max = item
+            .get("MaxLength")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok());
+        if let (Some(name), Some(max)) = (name, max)
+            && let Some(a) = attributes.get_mut(name)
+        {
+            a.max_length = Some(max);
         }
-        for item in values(strings)?.iter().chain(values(memos)?) {
-            let name = item.get("LogicalName").and_then(Value::as_str);
-            let max = item
-                .get("MaxLength")
-                .and_then(Value::as_u64)
-                .and_then(|n| usize::try_from(n).ok());
-            if let (Some(name), Some(max)) = (name, max)
-                && let Some(a) = attributes.get_mut(name)
-            {
-                a.max_length = Some(max);
-            }
-        }
-        for item in values(picklists)? {
-            let Some(name) = item.get("LogicalName").and_then(Value::as_str) else {
-                continue;
-            };
-            let options = item
-                .pointer("/OptionSet/Options")
-                .and_then(Value::as_array)
-                .map(|opts| {
-                    opts.iter()
-                        .filter_map(|o| {
-                            Some(OptionValue {
-                                value: o.get("Value")?.as_i64()?,
-                                label: o
-                                    .pointer("/Label/UserLocalizedLabel/Label")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or_default()
-                                    .to_owned(),
-                            })
+    }
+    for item in values(picklists)? {
+        let Some(name) = item.get("LogicalName").and_then(Value::as_str) else {
+            continue;
+        };
+        let options = item
+            .pointer("/OptionSet/Options")
+            .and_then(Value::as_array)
+            .map(|opts| {
+                opts.iter()
+                    .filter_map(|o| {
+                        Some(OptionValue {
+                            value: o.get("Value")?.as_i64()?,
+                            label: o
+                                .pointer("/Label/UserLocalizedLabel/Label")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
                         })
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(a) = attributes.get_mut(name) {
-                a.options = Some(options);
-            }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(a) = attributes.get_mut(name) {
+            a.options = Some(options);
         }
-        if attributes.is_empty() {
-            return Err(format!(
-                "Dataverse listed no columns for entity {logical_name}"
-            ));
-        }
-        Ok(Self {
-            logical_name: logical_name.to_owned(),
-            attributes,
-        })
     }
+    if attributes.is_empty() {
+        return Err(format!(
+            "Dataverse listed no columns for entity {logical_name}"
+        ));
+    }
+    Ok(EntityMetadata {
+        logical_name: logical_name.to_owned(),
+        attributes,
+    })
 }
 
 fn values(v: &Value) -> Result<&Vec<Value>, String> {
@@ -232,7 +178,7 @@ impl DataverseClient {
         let strings = get(strings).await?.1;
         let memos = get(memos).await?.1;
         let picklists = get(picklists).await?.1;
-        EntityMetadata::from_responses(&logical_name, &all, &strings, &memos, &picklists).map_err(
+        parse_entity_metadata(&logical_name, &all, &strings, &memos, &picklists).map_err(
             |message| DataverseError {
                 kind: ErrorKind::Transient,
                 status: None,
@@ -460,7 +406,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn sample() -> EntityMetadata {
-        EntityMetadata::from_responses(
+        parse_entity_metadata(
             "lead",
             &json!({"value": [
                 {"LogicalName": "subject", "AttributeType": "String", "IsValidForCreate": true},
@@ -510,8 +456,7 @@ mod tests {
             ]
         );
         assert!(
-            EntityMetadata::from_responses("lead", &json!({}), &json!({}), &json!({}), &json!({}))
-                .is_err()
+            parse_entity_metadata("lead", &json!({}), &json!({}), &json!({}), &json!({})).is_err()
         );
     }
 

@@ -115,7 +115,7 @@ impl DataverseError {
     }
 }
 
-pub use metadata::{Attribute, EntityMetadata, MetadataCache, OptionValue, WhoAmI};
+pub use metadata::{MetadataCache, WhoAmI, parse_entity_metadata};
 
 pub struct DataverseClient {
     http: reqwest::Client,

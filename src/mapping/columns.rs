@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::parse::BIND_SUFFIX;
+use super::target::{Attribute, EntityMetadata};
 use super::template::Part;
 use super::{Derived, FieldSpec, Mapping, Source, SourcePath, Transform, truncate};
-use crate::dataverse::{Attribute, EntityMetadata};
 
 /// A value that was cut to its column's MaxLength.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,31 +312,43 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::mapping::OptionValue;
 
+    /// A default organization's lead columns, as the Dataverse client reads them.
     fn lead_metadata() -> EntityMetadata {
-        EntityMetadata::from_responses(
-            "lead",
-            &json!({"value": [
-                {"LogicalName": "subject", "AttributeType": "String", "IsValidForCreate": true},
-                {"LogicalName": "firstname", "AttributeType": "String", "IsValidForCreate": true},
-                {"LogicalName": "description", "AttributeType": "Memo", "IsValidForCreate": true},
-                {"LogicalName": "fullname", "AttributeType": "String", "IsValidForCreate": false},
-                {"LogicalName": "leadsourcecode", "AttributeType": "Picklist", "IsValidForCreate": true},
-                {"LogicalName": "ownerid", "AttributeType": "Owner", "IsValidForCreate": true},
-                {"LogicalName": "leadid", "AttributeType": "Uniqueidentifier", "IsValidForCreate": true},
-            ]}),
-            &json!({"value": [
-                {"LogicalName": "subject", "MaxLength": 300},
-                {"LogicalName": "firstname", "MaxLength": 50},
-                {"LogicalName": "fullname", "MaxLength": 160},
-            ]}),
-            &json!({"value": [{"LogicalName": "description", "MaxLength": 2000}]}),
-            &json!({"value": [{"LogicalName": "leadsourcecode", "OptionSet": {"Options": [
-                {"Value": 8, "Label": {"UserLocalizedLabel": {"Label": "Web"}}},
-                {"Value": 10, "Label": {"UserLocalizedLabel": {"Label": "Other"}}},
-            ]}}]}),
-        )
-        .unwrap()
+        let column = |ty: &str, create: bool, max: Option<usize>| Attribute {
+            attribute_type: ty.to_owned(),
+            valid_for_create: create,
+            max_length: max,
+            options: None,
+        };
+        let mut leadsourcecode = column("Picklist", true, None);
+        leadsourcecode.options = Some(vec![
+            OptionValue {
+                value: 8,
+                label: "Web".into(),
+            },
+            OptionValue {
+                value: 10,
+                label: "Other".into(),
+            },
+        ]);
+        let attributes = [
+            ("subject", column("String", true, Some(300))),
+            ("firstname", column("String", true, Some(50))),
+            ("description", column("Memo", true, Some(2000))),
+            ("fullname", column("String", false, Some(160))),
+            ("leadsourcecode", leadsourcecode),
+            ("ownerid", column("Owner", true, None)),
+            ("leadid", column("Uniqueidentifier", true, None)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        EntityMetadata {
+            logical_name: "lead".into(),
+            attributes,
+        }
     }
 
     fn mapping(yaml: &str) -> Mapping {

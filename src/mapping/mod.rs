@@ -8,6 +8,7 @@
 mod columns;
 mod parse;
 mod registry;
+mod target;
 mod template;
 pub mod watch;
 
@@ -24,6 +25,7 @@ use crate::lead::{Lead, OrgName};
 
 pub use columns::{Cut, Finding, Severity};
 pub use registry::MappingRegistry;
+pub use target::{Attribute, EntityMetadata, OptionValue};
 use template::Template;
 
 /// The Dataverse entity set a mapping writes to unless it says otherwise.
