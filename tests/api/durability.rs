@@ -26,6 +26,19 @@ async fn mount_fake(server: &MockServer, plan: Plan, latency: Duration) -> FakeD
 /// No request-rate ceiling in the way of crash tests.
 const FAST: &str = "org_requests_per_minute = 600000";
 
+/// For the tests that kill processes: short leases, so a dead process's
+/// deliveries are taken over quickly, and no attempt cap, like the product
+/// default (72 h of retries) — the harness's 5 would dead-letter the unlucky
+/// lead that meets the fake's 503 five times.
+fn crash_test_config() -> TestConfig {
+    TestConfig {
+        lease: "2s",
+        delivery_toml: FAST.into(),
+        max_attempts: 1000,
+        ..Default::default()
+    }
+}
+
 fn email(n: usize) -> String {
     format!("someone.{n}@contoso.com")
 }
@@ -237,16 +250,7 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
 
 #[tokio::test]
 async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
-    let t = TestApp::prepare(TestConfig {
-        lease: "2s",
-        delivery_toml: FAST.into(),
-        // The product default has no attempt cap (72 h of retries); the
-        // harness's 5 would dead-letter the unlucky lead that meets the
-        // fake's 503 five times.
-        max_attempts: 1000,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::prepare(crash_test_config()).await;
     mount_token(&t.entra, "token-1").await;
     let fake = mount_fake(
         &t.dataverse,
@@ -295,16 +299,7 @@ async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
         eprintln!("skipped: two replicas need PostgreSQL (LEADBRIDGE_TEST_BACKEND=postgres)");
         return;
     }
-    let t = TestApp::prepare(TestConfig {
-        lease: "2s",
-        delivery_toml: FAST.into(),
-        // The product default has no attempt cap (72 h of retries); the
-        // harness's 5 would dead-letter the unlucky lead that meets the
-        // fake's 503 five times.
-        max_attempts: 1000,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::prepare(crash_test_config()).await;
     mount_token(&t.entra, "token-1").await;
     let fake = mount_fake(
         &t.dataverse,
