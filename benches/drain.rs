@@ -216,7 +216,7 @@ client_secret = "s"
             SAMPLE_LEAD_2020.replace("someone@contoso.com", &format!("someone.{n}@contoso.com"));
         let doc: serde_json::Value = serde_json::from_str(&payload).expect("json");
         let lead = NewLead {
-            id: Uuid::now_v7(),
+            id: leadbridge::ids::LeadId::generate(),
             org: org.clone(),
             received_at: OffsetDateTime::now_utc(),
             request_id: Uuid::new_v4().to_string(),

@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::auth::TokenProvider;
 use crate::config::{Organization, Settings};
 use crate::dataverse::{DataverseClient, WhoAmI};
-use crate::mapping::{Finding, MappingRegistry, Severity};
+use crate::delivery::Organizations;
+use crate::mapping::{Finding, Severity};
 
 /// One organization's part of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +95,7 @@ impl OrgReport {
 /// Checks every organization against Dataverse, one after the other.
 pub async fn live(
     settings: &Settings,
-    mappings: &MappingRegistry,
+    mappings: &Organizations,
     http: reqwest::Client,
 ) -> Vec<OrgReport> {
     let tokens = TokenProvider::new(http.clone());
@@ -110,7 +111,7 @@ pub async fn live(
 
 async fn check_org(
     org: &Organization,
-    mappings: &MappingRegistry,
+    mappings: &Organizations,
     tokens: &TokenProvider,
     dataverse: &DataverseClient,
 ) -> LiveResult {
@@ -123,7 +124,10 @@ async fn check_org(
             };
         }
     };
-    let Some(mapping) = mappings.get(&org.name) else {
+    let Some(mapping) = mappings
+        .get(&org.name)
+        .map(|o| std::sync::Arc::clone(&o.mapping))
+    else {
         return failed(Step::Metadata, "no mapping loaded".into());
     };
     let token = match tokens.token(creds).await {

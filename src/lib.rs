@@ -1,4 +1,10 @@
 //! leadbridge: Microsoft commercial-marketplace leads into Dynamics 365.
+//!
+//! Inner modules first: `lead`, `mapping`, `entity` and `ids` are pure
+//! domain (no I/O); `outbound`, `auth` and `dataverse` are the clients of
+//! Microsoft's services; `store` is durable state; `intake` and `delivery`
+//! are the two halves of a lead's path; `admin`, `startup` and the rest wire
+//! and watch them.
 
 pub mod admin;
 pub mod auth;
@@ -6,11 +12,16 @@ pub mod check;
 pub mod config;
 pub mod dataverse;
 pub mod delivery;
-pub mod http_client;
+pub mod entity;
+mod housekeeping;
+pub mod ids;
 pub mod intake;
 pub mod lead;
 pub mod mapping;
+mod mapping_watch;
 pub mod metrics;
+pub mod outbound;
+mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

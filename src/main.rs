@@ -91,14 +91,14 @@ enum DeliveriesCommand {
     },
     /// One delivery with its attempt history.
     Show {
-        id: uuid::Uuid,
+        id: leadbridge::ids::DeliveryId,
         #[arg(long)]
         json: bool,
     },
     /// Queue deliveries for another attempt now, with the mapping in force.
     Retry {
         #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
-        ids: Vec<uuid::Uuid>,
+        ids: Vec<leadbridge::ids::DeliveryId>,
         /// Every dead delivery (of --org).
         #[arg(long)]
         all_dead: bool,

@@ -14,10 +14,6 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use time::OffsetDateTime;
-
-use crate::lead::OrgName;
-use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, QueueStats};
 
 pub const LEADS_RECEIVED: &str = "leadbridge_leads_received_total";
 pub const DELIVERIES: &str = "leadbridge_deliveries_total";
@@ -110,51 +106,54 @@ fn describe() {
     );
 }
 
+/// The outcomes of a delivery attempt, as the `outcome` label spells them.
+pub const ATTEMPT_OUTCOMES: [&str; 3] = ["delivered", "retry", "dead"];
+
 /// Creates the main series of an organization at zero, so that dashboards
 /// and `rate()` see them before the first lead arrives.
-pub fn register_org(org: &OrgName) {
-    let name = org.as_str().to_owned();
-    counter!(LEADS_RECEIVED, "org" => name.clone(), "outcome" => "accepted").increment(0);
-    for outcome in ["delivered", "retry", "dead"] {
-        counter!(DELIVERIES, "org" => name.clone(), "destination" => Destination::Dataverse.as_str(), "outcome" => outcome)
-            .increment(0);
+pub fn register_org(org: &str, destinations: &[&'static str]) {
+    counter!(LEADS_RECEIVED, "org" => org.to_owned(), "outcome" => "accepted").increment(0);
+    for destination in destinations {
+        for outcome in ATTEMPT_OUTCOMES {
+            counter!(DELIVERIES, "org" => org.to_owned(), "destination" => *destination, "outcome" => outcome)
+                .increment(0);
+        }
     }
 }
 
 /// One answered `POST /leads/{org}`. `org` is `None` when the organization
 /// is not configured; the outcome is `accepted` or the error code answered.
-pub fn lead_received(org: Option<&OrgName>, outcome: &'static str) {
-    let org = org.map_or(UNKNOWN_ORG, OrgName::as_str).to_owned();
+pub fn lead_received(org: Option<&str>, outcome: &'static str) {
+    let org = org.unwrap_or(UNKNOWN_ORG).to_owned();
     counter!(LEADS_RECEIVED, "org" => org, "outcome" => outcome).increment(1);
 }
 
-/// One finished delivery attempt and how long it took.
-pub fn delivery_attempt(d: &ClaimedDelivery, outcome: &AttemptOutcome, took: Duration) {
-    let result = match outcome {
-        AttemptOutcome::Delivered { .. } => "delivered",
-        AttemptOutcome::Retry { .. } => "retry",
-        AttemptOutcome::Dead { .. } => "dead",
-    };
-    let org = d.org.as_str().to_owned();
-    let destination = d.destination.as_str();
-    counter!(DELIVERIES, "org" => org.clone(), "destination" => destination, "outcome" => result)
+/// One finished delivery attempt (`outcome`: one of [`ATTEMPT_OUTCOMES`])
+/// and how long it took.
+pub fn delivery_attempt(
+    org: &str,
+    destination: &'static str,
+    outcome: &'static str,
+    took: Duration,
+) {
+    let org = org.to_owned();
+    counter!(DELIVERIES, "org" => org.clone(), "destination" => destination, "outcome" => outcome)
         .increment(1);
     histogram!(ATTEMPT_DURATION, "org" => org, "destination" => destination)
         .record(took.as_secs_f64());
 }
 
-/// The store's view of the queue at `now`, set at scrape time.
-pub fn queue(stats: &QueueStats, now: OffsetDateTime) {
-    let age = stats
-        .oldest_waiting_since
-        .map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0));
-    gauge!(QUEUE_DEPTH).set(stats.waiting as f64);
-    gauge!(OLDEST_PENDING_AGE).set(age);
-    gauge!(DEAD_LETTERS).set(stats.dead as f64);
+/// The queue at scrape time: deliveries waiting, the age of the oldest of
+/// them in seconds (0 when none waits), dead letters.
+pub fn queue(waiting: u64, oldest_age_seconds: f64, dead: u64) {
+    gauge!(QUEUE_DEPTH).set(waiting as f64);
+    gauge!(OLDEST_PENDING_AGE).set(oldest_age_seconds.max(0.0));
+    gauge!(DEAD_LETTERS).set(dead as f64);
 }
 
 /// How a token request to Entra ID ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum TokenOutcome {
     Ok,
     /// Entra refused the credentials (permanent until the config changes).
@@ -164,11 +163,7 @@ pub enum TokenOutcome {
 }
 
 pub fn token_request(outcome: TokenOutcome) {
-    let outcome = match outcome {
-        TokenOutcome::Ok => "ok",
-        TokenOutcome::Rejected => "rejected",
-        TokenOutcome::Failed => "failed",
-    };
+    let outcome: &'static str = outcome.into();
     counter!(TOKEN_REQUESTS, "outcome" => outcome).increment(1);
 }
 
@@ -179,20 +174,21 @@ pub fn throttled(service: &'static str) {
 
 /// A mapping file was re-read (hot reload); `ok = false` when the new file
 /// was invalid and the old mapping stayed in force.
-pub fn mapping_reloaded(org: &OrgName, ok: bool) {
-    let outcome = if ok { "ok" } else { "error" };
-    counter!(MAPPING_RELOADS, "org" => org.as_str().to_owned(), "outcome" => outcome).increment(1);
+pub fn mapping_reloaded(org: &str, ok: bool) {
+    counter!(MAPPING_RELOADS, "org" => org.to_owned(), "outcome" => ok_or_error(ok)).increment(1);
 }
 
 /// Column metadata was fetched from Dataverse (or failed to be).
-pub fn metadata_fetched(org: &OrgName, ok: bool) {
-    let outcome = if ok { "ok" } else { "error" };
-    counter!(METADATA_FETCHES, "org" => org.as_str().to_owned(), "outcome" => outcome).increment(1);
+pub fn metadata_fetched(org: &str, ok: bool) {
+    counter!(METADATA_FETCHES, "org" => org.to_owned(), "outcome" => ok_or_error(ok)).increment(1);
+}
+
+fn ok_or_error(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
 }
 
 /// A rendered value was cut to the column's MaxLength at delivery. Column
 /// names come from the mapping file, so they are bounded too.
-pub fn value_truncated(org: &OrgName, column: &str) {
-    counter!(TRUNCATED_VALUES, "org" => org.as_str().to_owned(), "column" => column.to_owned())
-        .increment(1);
+pub fn value_truncated(org: &str, column: &str) {
+    counter!(TRUNCATED_VALUES, "org" => org.to_owned(), "column" => column.to_owned()).increment(1);
 }

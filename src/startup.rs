@@ -4,20 +4,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::auth::TokenProvider;
 use crate::config::{Settings, redact_url_password};
-use crate::dataverse::DataverseClient;
-use crate::delivery::{Deps, Worker};
-use crate::http_client;
+use crate::delivery::{Deps, Organizations, Worker};
+use crate::housekeeping::{self, Retention};
 use crate::intake::{self, EndpointSecrets, Intake};
-use crate::mapping::{MappingError, MappingRegistry, watch};
+use crate::mapping::MappingError;
+use crate::mapping_watch;
+use crate::outbound;
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +34,15 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
 }
 
-/// How often the metrics recorder is tidied (histogram buckets drained).
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// Who drives the delivery worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerMode {
+    /// Its own task, woken by intake and by due retries (`serve`).
+    Background,
+    /// Only [`Application::run_worker_once`] runs it: tests decide when
+    /// deliveries are attempted instead of waiting for them.
+    Manual,
+}
 
 /// A running leadbridge: public listener, admin listener and delivery worker.
 pub struct Application {
@@ -45,49 +50,42 @@ pub struct Application {
     admin_addr: SocketAddr,
     settings: Arc<Settings>,
     store: Arc<dyn Store>,
+    organizations: Arc<Organizations>,
     shutdown: CancellationToken,
-    server: JoinHandle<()>,
-    admin: JoinHandle<()>,
-    worker: JoinHandle<()>,
-    mappings: Arc<MappingRegistry>,
-    /// Mapping hot reload; `None` if the directories could not be watched.
-    mapping_watch: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Set in [`WorkerMode::Manual`].
+    worker: Option<Worker>,
 }
 
 impl Application {
     /// Loads mappings, opens the store, binds both listeners and starts the
     /// worker. Port 0 in `server.listen` / `admin.listen` picks a free port (tests).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, WorkerMode::Background).await
+    }
+
+    pub async fn build_with(settings: Settings, mode: WorkerMode) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
-        let mappings = MappingRegistry::load(
-            settings
-                .organizations
-                .values()
-                .map(|o| (&o.name, o.mapping.as_path())),
-        )
-        .map_err(StartupError::Mappings)?;
-        let mappings = Arc::new(mappings);
+        let organizations =
+            Arc::new(Organizations::load(&settings).map_err(StartupError::Mappings)?);
         let metrics = crate::metrics::install();
-        settings
-            .organizations
-            .keys()
-            .for_each(crate::metrics::register_org);
+        for org in settings.organizations.keys() {
+            crate::metrics::register_org(org.as_str(), &[store::Destination::Dataverse.as_str()]);
+        }
         let store = store::connect(&settings.store.url).await?;
-        let http = http_client::build(settings.delivery.request_timeout)?;
+        let http = outbound::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
 
         let worker = Worker::new(
             Deps::new(
                 Arc::clone(&store),
-                Arc::clone(&settings),
-                Arc::clone(&mappings),
-                Arc::new(TokenProvider::new(http.clone())),
-                DataverseClient::new(http),
+                &settings,
+                Arc::clone(&organizations),
+                http,
             ),
             Arc::clone(&wake),
         );
-
         let intake = Arc::new(Intake {
             store: Arc::clone(&store),
             secrets: EndpointSecrets::new(settings.organizations.values()),
@@ -96,34 +94,57 @@ impl Application {
             wake,
             auth_failures: Intake::auth_failure_limiter(settings.server.auth_failures_per_minute),
         });
-        let (listener, addr) = bind(settings.server.listen).await?;
-        let (admin_listener, admin_addr) = bind(settings.admin.listen).await?;
-        let server = tokio::spawn(
-            warp::serve(intake::routes(intake))
-                .incoming(listener)
-                .graceful(shutdown.clone().cancelled_owned())
-                .run(),
-        );
         let admin_state = Arc::new(AdminState {
             settings: Arc::clone(&settings),
             store: Arc::clone(&store),
-            mappings: Arc::clone(&mappings),
+            organizations: Arc::clone(&organizations),
             metrics: metrics.clone(),
         });
-        let admin = tokio::spawn(
-            warp::serve(admin::routes(admin_state))
-                .incoming(admin_listener)
-                .graceful(shutdown.clone().cancelled_owned())
-                .run(),
-        );
-        tokio::spawn(upkeep(metrics, shutdown.clone()));
-        let worker = tokio::spawn(worker.run(shutdown.clone()));
-        tokio::spawn(purge_periodically(
-            Arc::clone(&store),
-            Arc::clone(&settings),
+
+        let (listener, addr) = bind(settings.server.listen).await?;
+        let (admin_listener, admin_addr) = bind(settings.admin.listen).await?;
+        let mut tasks = vec![
+            // First: `run_until_stopped` ends with the public listener.
+            tokio::spawn(
+                warp::serve(intake::routes(intake))
+                    .incoming(listener)
+                    .graceful(shutdown.clone().cancelled_owned())
+                    .run(),
+            ),
+            tokio::spawn(
+                warp::serve(admin::routes(admin_state))
+                    .incoming(admin_listener)
+                    .graceful(shutdown.clone().cancelled_owned())
+                    .run(),
+            ),
+            tokio::spawn(housekeeping::metrics_upkeep(metrics, shutdown.clone())),
+            tokio::spawn(housekeeping::purge_periodically(
+                Arc::clone(&store),
+                Retention {
+                    leads: settings.store.retention,
+                    fingerprints: dedupe_window(&settings).unwrap_or_default(),
+                },
+                shutdown.clone(),
+            )),
+        ];
+        let worker = match mode {
+            WorkerMode::Background => {
+                tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+                None
+            }
+            WorkerMode::Manual => Some(worker),
+        };
+        // Without a watch the service still works, on the mappings loaded at start.
+        match mapping_watch::spawn(
+            Arc::clone(&organizations),
+            mapping_watch::DEFAULT_DEBOUNCE,
             shutdown.clone(),
-        ));
-        let mapping_watch = start_mapping_watch(&mappings, &shutdown);
+        ) {
+            Ok(task) => tasks.push(task),
+            Err(e) => {
+                tracing::error!(error = %e, "mapping files will not be reloaded when they change")
+            }
+        }
         tracing::info!(
             %addr,
             %admin_addr,
@@ -136,12 +157,10 @@ impl Application {
             admin_addr,
             settings,
             store,
+            organizations,
             shutdown,
-            server,
-            admin,
+            tasks,
             worker,
-            mappings,
-            mapping_watch,
         })
     }
 
@@ -162,9 +181,20 @@ impl Application {
         Arc::clone(&self.store)
     }
 
-    /// The mappings in force; [`MappingRegistry::generation`] tells reloads.
-    pub fn mappings(&self) -> Arc<MappingRegistry> {
-        Arc::clone(&self.mappings)
+    /// The organizations and their mappings in force;
+    /// [`Organizations::generation`] tells reloads.
+    pub fn organizations(&self) -> Arc<Organizations> {
+        Arc::clone(&self.organizations)
+    }
+
+    /// One pass of the delivery worker ([`crate::delivery::Worker::run_once`]):
+    /// the number of deliveries attempted. Zero in [`WorkerMode::Background`],
+    /// where the worker's own task does the work.
+    pub async fn run_worker_once(&self) -> usize {
+        match &self.worker {
+            Some(worker) => worker.run_once().await,
+            None => 0,
+        }
     }
 
     /// Cancelling it stops the listener, then lets deliveries in flight finish.
@@ -173,12 +203,13 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) {
-        let _ = self.server.await;
+        let mut tasks = self.tasks.into_iter();
+        if let Some(server) = tasks.next() {
+            let _ = server.await;
+        }
         self.shutdown.cancel();
-        let _ = self.admin.await;
-        let _ = self.worker.await;
-        if let Some(watch) = self.mapping_watch {
-            let _ = watch.await;
+        for task in tasks {
+            let _ = task.await;
         }
     }
 
@@ -188,57 +219,8 @@ impl Application {
     }
 }
 
-fn dedupe_window(settings: &Settings) -> Option<std::time::Duration> {
+fn dedupe_window(settings: &Settings) -> Option<Duration> {
     Some(settings.server.dedupe_window).filter(|w| !w.is_zero())
-}
-
-/// Deletes old leads (personal data) and expired fingerprints, hourly.
-async fn purge_periodically(
-    store: Arc<dyn Store>,
-    settings: Arc<Settings>,
-    shutdown: CancellationToken,
-) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let now = time::OffsetDateTime::now_utc();
-        let window = dedupe_window(&settings).unwrap_or_default();
-        match store
-            .purge(now - settings.store.retention, now - window)
-            .await
-        {
-            Ok(p) if p.leads > 0 || p.fingerprints > 0 => {
-                tracing::info!(
-                    leads = p.leads,
-                    fingerprints = p.fingerprints,
-                    "purged expired data"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purge failed; will try again"),
-        }
-    }
-}
-
-/// Without a watch the service still works, on the mappings loaded at start.
-fn start_mapping_watch(
-    mappings: &Arc<MappingRegistry>,
-    shutdown: &CancellationToken,
-) -> Option<JoinHandle<()>> {
-    match watch::spawn(
-        Arc::clone(mappings),
-        watch::DEFAULT_DEBOUNCE,
-        shutdown.clone(),
-    ) {
-        Ok(task) => Some(task),
-        Err(e) => {
-            tracing::error!(error = %e, "mapping files will not be reloaded when they change");
-            None
-        }
-    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartupError> {
@@ -246,15 +228,4 @@ async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr),
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     Ok((listener, local))
-}
-
-/// The Prometheus recorder needs a periodic tidy-up, or histograms grow.
-async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(METRICS_UPKEEP);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => handle.run_upkeep(),
-        }
-    }
 }

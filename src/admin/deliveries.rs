@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::{AdminState, error_reply, json_reply};
+use crate::ids::DeliveryId;
 use crate::lead::OrgName;
 use crate::store::{DeliveryFilter, DeliveryStatus, RetryResult, StoreError};
 
@@ -71,8 +71,9 @@ fn org_param(q: &Query) -> Result<Option<OrgName>, String> {
         .transpose()
 }
 
-fn parse_id(id: &str) -> Result<Uuid, String> {
-    Uuid::parse_str(id).map_err(|_| format!("{id:?} is not a delivery id"))
+fn parse_id(id: &str) -> Result<DeliveryId, String> {
+    id.parse()
+        .map_err(|_| format!("{id:?} is not a delivery id"))
 }
 
 async fn list(state: &AdminState, q: &Query) -> Response {

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -28,8 +26,8 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::config::Settings;
+use crate::delivery::Organizations;
 use crate::lead::OrgName;
-use crate::mapping::MappingRegistry;
 use crate::store::Store;
 
 /// A readiness probe or a scrape gives up on the store after this long:
@@ -40,7 +38,7 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminState {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
-    pub mappings: Arc<MappingRegistry>,
+    pub organizations: Arc<Organizations>,
     pub metrics: PrometheusHandle,
 }
 
@@ -105,12 +103,7 @@ fn authorize(settings: &Settings, header: Option<&str>) -> Result<(), Rejection>
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .unwrap_or_default();
-    // Constant time: the comparison must not reveal how much of a guess matched.
-    let ok: bool = token
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(presented.as_bytes())
-        .into();
+    let ok: bool = crate::secret::matches(token, presented.as_bytes()).into();
     if ok && !presented.is_empty() {
         Ok(())
     } else {
@@ -135,7 +128,7 @@ async fn ready(state: &AdminState) -> Response {
         .settings
         .organizations
         .keys()
-        .filter(|org| state.mappings.get(org).is_none())
+        .filter(|org| state.organizations.get(org).is_none())
         .cloned()
         .collect();
     let (status, body) = readiness(ping, &missing);
@@ -169,7 +162,12 @@ fn readiness(ping: Result<(), String>, missing_mappings: &[OrgName]) -> (StatusC
 /// Sets the queue gauges from the store, then renders every metric.
 async fn scrape(state: &AdminState) -> Response {
     match tokio::time::timeout(STORE_TIMEOUT, state.store.queue_stats()).await {
-        Ok(Ok(stats)) => crate::metrics::queue(&stats, OffsetDateTime::now_utc()),
+        Ok(Ok(stats)) => {
+            let age = stats
+                .oldest_waiting_since
+                .map_or(0.0, |t| (OffsetDateTime::now_utc() - t).as_seconds_f64());
+            crate::metrics::queue(stats.waiting, age, stats.dead);
+        }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot read queue stats for /metrics"),
         Err(_) => tracing::warn!("queue stats for /metrics timed out"),
     }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::http_client;
+use crate::outbound::{self, ErrorKind, RemoteError};
 
 pub use certificate::{AssertionAlg, CertificateError, ClientCertificate};
 pub use credentials::{Credentials, DEFAULT_IMDS_ENDPOINT, EntraApp, ManagedIdentity};
@@ -66,18 +66,29 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    /// Wrong secret, unknown app or tenant, bad scope: retrying will not help
-    /// until the configuration changes.
-    #[error("Entra ID refused the credentials: {error}: {description}")]
-    Permanent { error: String, description: String },
-    /// Throttling, outage, network: try again later.
-    #[error("Entra ID token request failed temporarily: {reason}")]
-    Transient {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
+/// A token request that failed, in the vocabulary every outbound client
+/// shares: credentials Entra refuses are [`ErrorKind::OrganizationWide`]
+/// (every lead of the organization fails until the configuration changes);
+/// throttling, outages and the network are [`ErrorKind::Transient`].
+pub type AuthError = RemoteError;
+
+/// Wrong secret, unknown app or tenant, bad scope: retrying will not help
+/// until the configuration changes.
+fn refused(error: &str, description: &str) -> AuthError {
+    RemoteError {
+        kind: ErrorKind::OrganizationWide,
+        status: None,
+        code: Some(error.to_owned()),
+        message: format!("Entra ID refused the credentials: {error}: {description}"),
+    }
+}
+
+/// Throttling, outage, network: try again later.
+fn temporary(reason: &str, retry_after: Option<Duration>) -> AuthError {
+    RemoteError::new(
+        ErrorKind::Transient { retry_after },
+        format!("Entra ID token request failed temporarily: {reason}"),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -145,6 +156,11 @@ impl TokenProvider {
         let started = Instant::now();
         let result = self.request(creds).await;
         crate::metrics::token_request(token_outcome(&result));
+        if let Err(e) = &result
+            && e.status == Some(429)
+        {
+            crate::metrics::throttled("entra");
+        }
         let (secret, lifetime) = result?;
         let serial = self
             .serial
@@ -180,10 +196,7 @@ impl TokenProvider {
             Credentials::Certificate { app, certificate } => {
                 let assertion = certificate
                     .assertion(&app.client_id, &app.token_url(), OffsetDateTime::now_utc())
-                    .map_err(|e| AuthError::Permanent {
-                        error: "invalid_certificate".into(),
-                        description: e.to_string(),
-                    })?;
+                    .map_err(|e| refused("invalid_certificate", &e.to_string()))?;
                 self.client_credentials(app, ClientAuth::Assertion(&assertion))
                     .await?
             }
@@ -202,10 +215,8 @@ impl TokenProvider {
         app: &EntraApp,
         auth: ClientAuth<'_>,
     ) -> Result<(SecretString, Duration), AuthError> {
-        let token_url = TokenUrl::new(app.token_url()).map_err(|e| AuthError::Permanent {
-            error: "invalid_authority".into(),
-            description: e.to_string(),
-        })?;
+        let token_url = TokenUrl::new(app.token_url())
+            .map_err(|e| refused("invalid_authority", &e.to_string()))?;
         let mut client = BasicClient::new(ClientId::new(app.client_id.clone()))
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(token_url);
@@ -252,9 +263,11 @@ impl TokenProvider {
                 query.append_pair("client_id", id);
             }
         }
-        let unreachable = |e: reqwest::Error| AuthError::Transient {
-            reason: format!("managed identity endpoint: {}", without_url(&e)),
-            retry_after: None,
+        let unreachable = |e: reqwest::Error| {
+            temporary(
+                &format!("managed identity endpoint: {}", outbound::describe(&e)),
+                None,
+            )
         };
         let response = self
             .http
@@ -264,7 +277,7 @@ impl TokenProvider {
             .await
             .map_err(unreachable)?;
         let status = response.status().as_u16();
-        let retry_after = http_client::retry_after(response.headers());
+        let retry_after = outbound::retry_after(response.headers());
         let body = response.bytes().await.map_err(unreachable)?;
         if (200..300).contains(&status) {
             return imds_token(&body);
@@ -272,20 +285,19 @@ impl TokenProvider {
         let detail = error_description(&body);
         match status {
             // IMDS answers 404 and 410 while it starts or updates itself.
-            404 | 408 | 410 | 429 | 500.. => Err(AuthError::Transient {
-                reason: format!(
+            404 | 408 | 410 | 429 | 500.. => Err(temporary(
+                &format!(
                     "managed identity endpoint: HTTP {status}{}",
                     detail.map(|d| format!(": {d}")).unwrap_or_default()
                 ),
                 retry_after,
-            }),
+            )
+            .with_status(status)),
             _ => {
                 let (error, description) =
                     imds_error(&body).unwrap_or_else(|| (format!("HTTP {status}"), String::new()));
-                Err(AuthError::Permanent {
-                    error,
-                    description: format!("managed identity: {description}"),
-                })
+                Err(refused(&error, &format!("managed identity: {description}"))
+                    .with_status(status))
             }
         }
     }
@@ -320,10 +332,7 @@ fn token_key(creds: &Credentials) -> TokenKey {
 /// The projected service-account token, read anew each time: the kubelet
 /// rotates the file, and an old token is refused once it expires.
 async fn read_federated_token(path: &Path) -> Result<SecretString, AuthError> {
-    let transient = |reason: String| AuthError::Transient {
-        reason,
-        retry_after: None,
-    };
+    let transient = |reason: String| temporary(&reason, None);
     match tokio::fs::read_to_string(path).await {
         Ok(text) if !text.trim().is_empty() => Ok(SecretString::from(text.trim().to_owned())),
         Ok(_) => Err(transient(format!(
@@ -361,13 +370,15 @@ fn imds_token(body: &[u8]) -> Result<(SecretString, Duration), AuthError> {
         expires_on: Option<Seconds>,
     }
     // serde's message could quote a value from the body: say where, not what.
-    let token: ImdsToken = serde_json::from_slice(body).map_err(|e| AuthError::Transient {
-        reason: format!(
-            "unreadable managed identity token response (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
-        retry_after: None,
+    let token: ImdsToken = serde_json::from_slice(body).map_err(|e| {
+        temporary(
+            &format!(
+                "unreadable managed identity token response (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            None,
+        )
     })?;
     let lifetime = match (&token.expires_in, &token.expires_on) {
         (Some(s), _) if s.get().is_some() => s.get().map(Duration::from_secs),
@@ -418,20 +429,17 @@ async fn send(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, 
         .body(body)
         .send()
         .await
-        .map_err(|e| HttpFailure::Network(without_url(&e)))?;
+        .map_err(|e| HttpFailure::Network(outbound::describe(&e)))?;
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| HttpFailure::Network(without_url(&e)))?;
-    if status.as_u16() == 429 {
-        crate::metrics::throttled("entra");
-    }
+        .map_err(|e| HttpFailure::Network(outbound::describe(&e)))?;
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(HttpFailure::Status {
             status: status.as_u16(),
-            retry_after: http_client::retry_after(&headers),
+            retry_after: outbound::retry_after(&headers),
             detail: error_description(&bytes),
         });
     }
@@ -454,38 +462,29 @@ fn classify(
                 .map(|d| first_line(d).to_owned())
                 .unwrap_or_default();
             if error == "temporarily_unavailable" {
-                AuthError::Transient {
-                    reason: format!("{error}: {description}"),
-                    retry_after: None,
-                }
+                temporary(&format!("{error}: {description}"), None)
             } else {
-                AuthError::Permanent { error, description }
+                refused(&error, &description)
             }
         }
         RequestTokenError::Request(HttpFailure::Status {
             status,
             retry_after,
             detail,
-        }) => AuthError::Transient {
-            reason: format!(
+        }) => temporary(
+            &format!(
                 "HTTP {status}{}",
                 detail.map(|d| format!(": {d}")).unwrap_or_default()
             ),
             retry_after,
-        },
-        RequestTokenError::Request(HttpFailure::Network(reason)) => AuthError::Transient {
-            reason,
-            retry_after: None,
-        },
+        )
+        .with_status(status),
+        RequestTokenError::Request(HttpFailure::Network(reason)) => temporary(&reason, None),
         // An answer we cannot read is most likely a proxy or outage page.
-        RequestTokenError::Parse(err, _) => AuthError::Transient {
-            reason: format!("unreadable token response: {err}"),
-            retry_after: None,
-        },
-        RequestTokenError::Other(reason) => AuthError::Transient {
-            reason,
-            retry_after: None,
-        },
+        RequestTokenError::Parse(err, _) => {
+            temporary(&format!("unreadable token response: {err}"), None)
+        }
+        RequestTokenError::Other(reason) => temporary(&reason, None),
     }
 }
 
@@ -493,8 +492,8 @@ fn token_outcome<T>(r: &Result<T, AuthError>) -> crate::metrics::TokenOutcome {
     use crate::metrics::TokenOutcome;
     match r {
         Ok(_) => TokenOutcome::Ok,
-        Err(AuthError::Permanent { .. }) => TokenOutcome::Rejected,
-        Err(AuthError::Transient { .. }) => TokenOutcome::Failed,
+        Err(e) if e.is_retryable() => TokenOutcome::Failed,
+        Err(_) => TokenOutcome::Rejected,
     }
 }
 
@@ -512,22 +511,4 @@ fn error_description(body: &[u8]) -> Option<String> {
         .map(first_line)
         .unwrap_or_default();
     Some(format!("{error}: {desc}"))
-}
-
-/// reqwest errors print the URL; ours carry nothing secret, but keep messages short.
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
-    msg
 }

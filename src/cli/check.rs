@@ -6,20 +6,16 @@ use serde_json::json;
 
 use leadbridge::check::{LiveResult, OrgReport};
 use leadbridge::config::Settings;
-use leadbridge::http_client;
-use leadbridge::mapping::{MappingRegistry, Severity};
+use leadbridge::delivery::Organizations;
+use leadbridge::mapping::Severity;
+use leadbridge::outbound;
 
 pub fn run(config: &Path, live: bool, as_json: bool) -> anyhow::Result<()> {
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => return invalid(config, as_json, vec![e.to_string()]),
     };
-    let mappings = match MappingRegistry::load(
-        settings
-            .organizations
-            .values()
-            .map(|o| (&o.name, o.mapping.as_path())),
-    ) {
+    let mappings = match Organizations::load(&settings) {
         Ok(m) => m,
         Err(errors) => {
             return invalid(
@@ -30,7 +26,7 @@ pub fn run(config: &Path, live: bool, as_json: bool) -> anyhow::Result<()> {
         }
     };
     let reports = if live {
-        let http = http_client::build(settings.delivery.request_timeout)?;
+        let http = outbound::build(settings.delivery.request_timeout)?;
         super::runtime()?.block_on(leadbridge::check::live(&settings, &mappings, http))
     } else {
         settings

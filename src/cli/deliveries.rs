@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use anyhow::{Context, bail};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
+use leadbridge::ids::DeliveryId;
 use leadbridge::lead::OrgName;
 use leadbridge::store::{
     AttemptView, DeliveryFilter, DeliveryStatus, DeliveryView, RetryResult, Store,
@@ -54,7 +54,7 @@ pub async fn list(store: &dyn Store, args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn show(store: &dyn Store, id: Uuid, json: bool) -> anyhow::Result<()> {
+pub async fn show(store: &dyn Store, id: DeliveryId, json: bool) -> anyhow::Result<()> {
     let Some(d) = store.delivery(id).await? else {
         bail!("no delivery {id}");
     };
@@ -104,7 +104,7 @@ fn describe(d: &DeliveryView, attempts: &[AttemptView]) -> String {
 
 pub async fn retry(
     store: &dyn Store,
-    ids: &[Uuid],
+    ids: &[DeliveryId],
     all_dead: bool,
     org: Option<&OrgName>,
 ) -> anyhow::Result<()> {

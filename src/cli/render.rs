@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::Context;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use leadbridge::config::Settings;
 use leadbridge::dataverse::CreateRequest;
+use leadbridge::ids::{LeadId, RecordId};
 use leadbridge::lead::{Lead, OrgName};
 use leadbridge::mapping::{Mapping, RenderContext};
 
@@ -30,8 +30,8 @@ pub fn run(config: &Path, org: &str, lead_file: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a lead", lead_file.display()))?;
 
     // The service draws both ids per lead; a preview can only make up its own.
-    let lead_id = Uuid::now_v7();
-    let record_id = Uuid::new_v4();
+    let lead_id = LeadId::generate();
+    let record_id = RecordId::generate();
     let record = mapping
         .render(&RenderContext {
             lead: &lead,
@@ -62,12 +62,9 @@ pub fn run(config: &Path, org: &str, lead_file: &Path) -> anyhow::Result<()> {
     println!(
         "# MaxLength cuts from Dataverse's metadata are not applied offline (see check --live)"
     );
-    println!("POST {}", request.url());
-    println!("Authorization: Bearer <access token from Entra ID, not shown>");
-    for (k, v) in CreateRequest::headers() {
-        println!("{k}: {v}");
-    }
-    println!();
-    println!("{}", serde_json::to_string_pretty(&record.body)?);
+    println!(
+        "{}",
+        request.preview("<access token from Entra ID, not shown>")
+    );
     Ok(())
 }

@@ -20,7 +20,7 @@ pub fn run(url: &str, lead_file: Option<&Path>) -> anyhow::Result<()> {
     };
     let parsed = url::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
     let shown = without_secret(&parsed);
-    let http = leadbridge::http_client::build(TIMEOUT)?;
+    let http = leadbridge::outbound::build(TIMEOUT)?;
     println!("POST {shown}");
     let answer = super::runtime()?.block_on(async {
         let response = http
@@ -81,15 +81,10 @@ fn without_secret(url: &url::Url) -> String {
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    if parts.is_empty() {
+    let causes = leadbridge::outbound::causes(e);
+    if causes.is_empty() {
         e.to_string()
     } else {
-        parts.join(": ")
+        causes.join(": ")
     }
 }

@@ -4,29 +4,22 @@
 //! it; the delivery worker keeps a per-organization copy to cut values to the
 //! real MaxLength.
 
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
-use super::{DataverseClient, DataverseError, ErrorKind, classify, collection_base};
+use super::{
+    DataverseClient, DataverseError, ErrorKind, READ_HEADERS, classify, collection_base, describe,
+    dop_hint, network,
+};
 use crate::auth::AccessToken;
-use crate::config::Organization;
-use crate::lead::OrgName;
-use crate::mapping::{Attribute, EntityMetadata, Mapping, OptionValue, Record};
+use crate::entity::{Attribute, EntityMetadata, OptionValue};
 
-/// A cached copy is used for this long, then fetched again.
-pub const REFRESH_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
-/// After a failed fetch, deliveries go on without metadata for this long
-/// before the next try, so an outage does not add a fetch to every attempt.
-pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(5 * 60);
-/// The most a delivery waits for a metadata fetch.
-const FETCH_BUDGET: Duration = Duration::from_secs(10);
+/// The stock entity set whose logical name needs no lookup.
+const LEADS_ENTITY_SET: (&str, &str) = ("leads", "lead");
 
 /// `GET WhoAmI`: who leadbridge is in this organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,7 +28,7 @@ pub struct WhoAmI {
     pub business_unit_id: String,
     pub organization_id: String,
     /// `x-ms-dop-hint`: the degree of parallelism Dataverse recommends.
-    pub dop_hint: Option<u32>,
+    pub dop_hint: Option<usize>,
 }
 
 /// Builds the metadata from the four `Attributes` answers (all columns,
@@ -153,10 +146,7 @@ impl DataverseClient {
             user_id: text("UserId"),
             business_unit_id: text("BusinessUnitId"),
             organization_id: text("OrganizationId"),
-            dop_hint: headers
-                .get("x-ms-dop-hint")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok()),
+            dop_hint: dop_hint(&headers),
         })
     }
 
@@ -179,11 +169,11 @@ impl DataverseClient {
         let memos = get(memos).await?.1;
         let picklists = get(picklists).await?.1;
         parse_entity_metadata(&logical_name, &all, &strings, &memos, &picklists).map_err(
-            |message| DataverseError {
-                kind: ErrorKind::Transient,
-                status: None,
-                code: None,
-                message,
+            |message| {
+                DataverseError::new(
+                    ErrorKind::Transient { retry_after: None },
+                    describe(None, None, &message),
+                )
             },
         )
     }
@@ -196,8 +186,8 @@ impl DataverseClient {
         entity_set: &str,
         token: &AccessToken,
     ) -> Result<String, DataverseError> {
-        if entity_set == crate::mapping::DEFAULT_ENTITY_SET {
-            return Ok("lead".to_owned());
+        if entity_set == LEADS_ENTITY_SET.0 {
+            return Ok(LEADS_ENTITY_SET.1.to_owned());
         }
         let (_, body) = self
             .get_json(
@@ -210,11 +200,15 @@ impl DataverseClient {
         body.pointer("/value/0/LogicalName")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| DataverseError {
-                kind: ErrorKind::Permanent,
-                status: None,
-                code: None,
-                message: format!("no entity has the entity set name `{entity_set}`"),
+            .ok_or_else(|| {
+                DataverseError::new(
+                    ErrorKind::Permanent,
+                    describe(
+                        None,
+                        None,
+                        &format!("no entity has the entity set name `{entity_set}`"),
+                    ),
+                )
             })
     }
 
@@ -224,186 +218,35 @@ impl DataverseClient {
         token: &AccessToken,
     ) -> Result<(HeaderMap, Value), DataverseError> {
         let mut builder = self.http.get(url).bearer_auth(token.bearer());
-        for (k, v) in super::CreateRequest::headers().into_iter().take(3) {
+        for (k, v) in READ_HEADERS {
             builder = builder.header(k, v);
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| DataverseError::network(&e))?;
+        let response = builder.send().await.map_err(|e| network(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
         if !status.is_success() {
             return Err(classify(status, &headers, &body));
         }
-        let value = serde_json::from_slice(&body).map_err(|e| DataverseError {
-            kind: ErrorKind::Transient,
-            status: Some(status.as_u16()),
-            code: None,
-            message: format!("unreadable answer: {e}"),
+        let value = serde_json::from_slice(&body).map_err(|e| {
+            DataverseError::new(
+                ErrorKind::Transient { retry_after: None },
+                describe(
+                    Some(status.as_u16()),
+                    None,
+                    &format!("unreadable answer: {e}"),
+                ),
+            )
+            .with_status(status.as_u16())
         })?;
         Ok((headers, value))
     }
-
-    /// Cuts rendered text to its column's real MaxLength, using metadata
-    /// cached per organization (fetched on first use, refreshed daily).
-    /// Failing to get metadata leaves the record as rendered: delivery never
-    /// waits on it for more than one bounded fetch. The only error is the
-    /// token the fetch needs, which the create right after needs too.
-    pub async fn fit_to_columns(
-        &self,
-        org: &Organization,
-        token: Option<&AccessToken>,
-        mapping: &Mapping,
-        record: &mut Record,
-    ) {
-        // Dry runs have no token, and need no metadata.
-        let Some(token) = token else {
-            return;
-        };
-        let fetch = || async {
-            self.entity_metadata(&org.url, &record.entity_set, token)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let Some(meta) = self
-            .metadata
-            .get_or_fetch(&org.name, &record.entity_set, fetch)
-            .await
-        else {
-            return;
-        };
-        for cut in mapping.fit_to_limits(&mut record.body, &meta) {
-            crate::metrics::value_truncated(&org.name, &cut.column);
-            tracing::warn!(
-                column = %cut.column,
-                length = cut.length,
-                max_length = cut.max_length,
-                ellipsis = cut.ellipsis,
-                "value longer than the Dataverse column allows; cut to its MaxLength"
-            );
-        }
-    }
-}
-
-/// Per (organization, entity set) copies of [`EntityMetadata`].
-#[derive(Default)]
-pub struct MetadataCache {
-    slots: Mutex<HashMap<(OrgName, String), Arc<Slot>>>,
-}
-
-#[derive(Default)]
-struct Slot {
-    state: Mutex<SlotState>,
-    /// Held by the one caller that fetches; the others do not wait for it.
-    fetching: tokio::sync::Mutex<()>,
-}
-
-#[derive(Default, Clone)]
-struct SlotState {
-    metadata: Option<Arc<EntityMetadata>>,
-    fetched_at: Option<Instant>,
-    failed_at: Option<Instant>,
-}
-
-impl SlotState {
-    fn needs_fetch(&self, now: Instant) -> bool {
-        let fresh = self
-            .fetched_at
-            .is_some_and(|t| now.duration_since(t) < REFRESH_AFTER);
-        let failed_recently = self
-            .failed_at
-            .is_some_and(|t| now.duration_since(t) < RETRY_FAILED_AFTER);
-        !fresh && !failed_recently
-    }
-}
-
-impl MetadataCache {
-    /// The cached metadata, fetched first when missing or a day old. Only one
-    /// caller fetches at a time; the others go on with what is cached (maybe
-    /// nothing). A failed or slow fetch yields what was cached before.
-    pub async fn get_or_fetch<F, Fut>(
-        &self,
-        org: &OrgName,
-        entity_set: &str,
-        fetch: F,
-    ) -> Option<Arc<EntityMetadata>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<EntityMetadata, String>>,
-    {
-        let slot = self.slot(org, entity_set);
-        let current = lock(&slot.state).clone();
-        if !current.needs_fetch(Instant::now()) {
-            return current.metadata;
-        }
-        let Ok(_guard) = slot.fetching.try_lock() else {
-            return current.metadata;
-        };
-        // Someone may have finished a fetch between the read and the lock.
-        let current = lock(&slot.state).clone();
-        if !current.needs_fetch(Instant::now()) {
-            return current.metadata;
-        }
-        let result = tokio::time::timeout(FETCH_BUDGET, fetch())
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {FETCH_BUDGET:?}")));
-        let mut state = lock(&slot.state);
-        match result {
-            Ok(meta) => {
-                tracing::info!(
-                    org = %org,
-                    entity = %meta.logical_name,
-                    columns = meta.attributes.len(),
-                    "fetched Dataverse column metadata"
-                );
-                crate::metrics::metadata_fetched(org, true);
-                state.metadata = Some(Arc::new(meta));
-                state.fetched_at = Some(Instant::now());
-                state.failed_at = None;
-            }
-            Err(error) => {
-                tracing::warn!(
-                    org = %org,
-                    entity_set,
-                    error = %error,
-                    "cannot fetch Dataverse column metadata; delivering without MaxLength checks"
-                );
-                crate::metrics::metadata_fetched(org, false);
-                state.failed_at = Some(Instant::now());
-            }
-        }
-        state.metadata.clone()
-    }
-
-    /// Whether [`MetadataCache::get_or_fetch`] would fetch now (so the
-    /// caller knows to get a token first).
-    pub fn wants_fetch(&self, org: &OrgName, entity_set: &str) -> bool {
-        lock(&self.slot(org, entity_set).state).needs_fetch(Instant::now())
-    }
-
-    fn slot(&self, org: &OrgName, entity_set: &str) -> Arc<Slot> {
-        let mut slots = lock(&self.slots);
-        Arc::clone(
-            slots
-                .entry((org.clone(), entity_set.to_owned()))
-                .or_default(),
-        )
-    }
-}
-
-/// The guarded data is replaced in single assignments, so a poisoned lock
-/// still holds a consistent value.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn sample() -> EntityMetadata {
         parse_entity_metadata(
@@ -457,72 +300,6 @@ mod tests {
         );
         assert!(
             parse_entity_metadata("lead", &json!({}), &json!({}), &json!({}), &json!({})).is_err()
-        );
-    }
-
-    #[tokio::test]
-    async fn fetches_once_then_serves_the_cache_and_backs_off_after_failures() {
-        let cache = MetadataCache::default();
-        let org = OrgName::parse("contoso").unwrap();
-        let calls = AtomicU32::new(0);
-        let ok = || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(sample())
-        };
-        assert!(cache.wants_fetch(&org, "leads"));
-        assert!(cache.get_or_fetch(&org, "leads", ok).await.is_some());
-        assert!(!cache.wants_fetch(&org, "leads"));
-        assert!(cache.get_or_fetch(&org, "leads", ok).await.is_some());
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "second call is cached");
-
-        let other = OrgName::parse("fabrikam").unwrap();
-        let failing = || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err::<EntityMetadata, _>("HTTP 503".to_owned())
-        };
-        assert!(cache.get_or_fetch(&other, "leads", failing).await.is_none());
-        assert!(!cache.wants_fetch(&other, "leads"));
-        assert!(cache.get_or_fetch(&other, "leads", failing).await.is_none());
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "a failure is not retried at once"
-        );
-    }
-
-    #[tokio::test]
-    async fn callers_do_not_wait_for_a_fetch_in_progress() {
-        let cache = Arc::new(MetadataCache::default());
-        let org = OrgName::parse("contoso").unwrap();
-        let (release, wait) = tokio::sync::oneshot::channel::<()>();
-        let slow = {
-            let cache = Arc::clone(&cache);
-            let org = org.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_fetch(&org, "leads", || async move {
-                        let _ = wait.await;
-                        Ok(sample())
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // Waiting for the slow fetch would never end: it is released below.
-        let meanwhile = tokio::time::timeout(
-            Duration::from_secs(5),
-            cache.get_or_fetch(&org, "leads", || async { Ok(sample()) }),
-        )
-        .await
-        .expect("a second caller does not wait for the fetch in progress");
-        assert!(meanwhile.is_none(), "nothing cached yet");
-        let _ = release.send(());
-        assert!(slow.await.unwrap().is_some());
-        assert!(
-            cache
-                .get_or_fetch(&org, "leads", || async { Err("unused".to_owned()) })
-                .await
-                .is_some()
         );
     }
 }

@@ -1,23 +1,31 @@
 //! The Dataverse Web API, as far as leadbridge needs it: create a record,
 //! and read `WhoAmI` and column metadata ([`metadata`]).
 
-pub mod metadata;
-
-use std::time::Duration;
+mod metadata;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde_json::{Map, Value};
 use url::Url;
-use uuid::Uuid;
 
 use crate::auth::AccessToken;
-use crate::http_client;
+use crate::ids::RecordId;
+use crate::outbound;
+
+pub use crate::outbound::{ErrorKind, RemoteError as DataverseError};
+pub use metadata::{WhoAmI, parse_entity_metadata};
 
 pub const API_PATH: &str = "api/data/v9.2";
 
 /// `Cannot insert duplicate key` / `A record with matching key values already exists`.
 const DUPLICATE_KEY_CODE: &str = "0x80040237";
+
+/// Every request asks for JSON in OData 4.0.
+const READ_HEADERS: [(&str, &str); 3] = [
+    ("Accept", "application/json"),
+    ("OData-MaxVersion", "4.0"),
+    ("OData-Version", "4.0"),
+];
 
 /// A record creation request, rendered but not yet sent.
 #[derive(Debug, Clone)]
@@ -25,7 +33,7 @@ pub struct CreateRequest<'a> {
     pub org_url: &'a Url,
     pub entity_set: &'a str,
     /// The client-generated primary key inside `body`.
-    pub record_id: Uuid,
+    pub record_id: RecordId,
     pub body: &'a Map<String, Value>,
 }
 
@@ -41,12 +49,20 @@ impl CreateRequest<'_> {
 
     /// The headers sent, without `Authorization`.
     pub fn headers() -> [(&'static str, &'static str); 4] {
-        [
-            ("Accept", "application/json"),
-            ("OData-MaxVersion", "4.0"),
-            ("OData-Version", "4.0"),
-            ("Content-Type", "application/json; charset=utf-8"),
-        ]
+        let [a, b, c] = READ_HEADERS;
+        [a, b, c, ("Content-Type", "application/json; charset=utf-8")]
+    }
+
+    /// The request as text, the token left out: what a dry run logs and
+    /// `leadbridge render` prints.
+    pub fn preview(&self, token_note: &str) -> String {
+        let mut out = format!("POST {}\nAuthorization: Bearer {token_note}\n", self.url());
+        for (k, v) in Self::headers() {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out.push('\n');
+        out.push_str(&serde_json::to_string_pretty(self.body).unwrap_or_default());
+        out
     }
 }
 
@@ -54,83 +70,30 @@ fn collection_base(org_url: &Url) -> String {
     format!("{}/{API_PATH}", org_url.as_str().trim_end_matches('/'))
 }
 
+/// A record Dataverse created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     /// `OData-EntityId`: `{org}/api/data/v9.2/leads(<guid>)`.
     pub entity_ref: String,
     pub status: u16,
-    /// The record already existed with our key: an earlier attempt got through.
-    pub already_existed: bool,
     /// `x-ms-dop-hint`: the degree of parallelism Dataverse recommends.
     pub dop_hint: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", describe(*status, code, message))]
-pub struct DataverseError {
-    pub kind: ErrorKind,
-    pub status: Option<u16>,
-    pub code: Option<String>,
-    pub message: String,
-}
-
-fn describe(status: Option<u16>, code: &Option<String>, message: &str) -> String {
-    let mut out = String::from("Dataverse");
-    if let Some(s) = status {
-        out.push_str(&format!(" HTTP {s}"));
-    }
-    if let Some(c) = code.as_deref().filter(|c| !c.is_empty()) {
-        out.push_str(&format!(" {c}"));
-    }
-    out.push_str(": ");
-    out.push_str(message);
-    out
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// 401: the token was refused; get a new one and try once more.
-    Unauthorized,
-    /// 429: service protection limits; wait at least `retry_after`.
-    Throttled { retry_after: Option<Duration> },
-    /// 5xx, timeouts, connection errors.
-    Transient,
-    /// 400, 403, 404, 413 …: retrying the same request cannot succeed.
-    Permanent,
-}
-
-impl DataverseError {
-    /// Timeouts and connection failures: always worth another try.
-    pub(crate) fn network(e: &reqwest::Error) -> Self {
-        Self {
-            kind: ErrorKind::Transient,
-            status: None,
-            code: None,
-            message: network_message(e),
-        }
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self.kind, ErrorKind::Permanent)
-    }
-}
-
-pub use metadata::{MetadataCache, WhoAmI, parse_entity_metadata};
-
+/// The Dataverse Web API client. It knows requests and answers, nothing of
+/// mappings, configuration or the store.
 pub struct DataverseClient {
     http: reqwest::Client,
-    /// Column limits per organization, for [`DataverseClient::fit_to_columns`].
-    metadata: MetadataCache,
 }
 
 impl DataverseClient {
     pub fn new(http: reqwest::Client) -> Self {
-        Self {
-            http,
-            metadata: MetadataCache::default(),
-        }
+        Self { http }
     }
 
+    /// `POST {org}/api/data/v9.2/{entity_set}`. A duplicate of our own key
+    /// comes back as [`ErrorKind::DuplicateKey`]: what it means for the
+    /// delivery is the caller's to decide.
     pub async fn create(
         &self,
         req: &CreateRequest<'_>,
@@ -144,7 +107,7 @@ impl DataverseClient {
             .body(serde_json::to_vec(req.body).unwrap_or_default())
             .send()
             .await
-            .map_err(|e| DataverseError::network(&e))?;
+            .map_err(|e| network(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
         if status.is_success() {
@@ -156,24 +119,19 @@ impl DataverseClient {
             return Ok(Created {
                 entity_ref,
                 status: status.as_u16(),
-                already_existed: false,
                 dop_hint: dop_hint(&headers),
             });
         }
         let body = response.bytes().await.unwrap_or_default();
-        let err = classify(status, &headers, &body);
-        if is_duplicate_key(&err) {
-            return Ok(Created {
-                entity_ref: req.entity_ref(),
-                status: status.as_u16(),
-                already_existed: true,
-                dop_hint: dop_hint(&headers),
-            });
-        }
-        Err(err)
+        Err(classify(status, &headers, &body))
     }
 }
 
+fn network(e: &reqwest::Error) -> DataverseError {
+    outbound::network_error("Dataverse", e)
+}
+
+/// `x-ms-dop-hint`: the degree of parallelism Dataverse recommends.
 fn dop_hint(headers: &HeaderMap) -> Option<usize> {
     headers
         .get("x-ms-dop-hint")?
@@ -185,12 +143,10 @@ fn dop_hint(headers: &HeaderMap) -> Option<usize> {
         .filter(|n| *n > 0)
 }
 
-fn is_duplicate_key(e: &DataverseError) -> bool {
-    let status_fits = matches!(e.status, Some(400 | 409 | 412));
-    let code_fits = e.code.as_deref() == Some(DUPLICATE_KEY_CODE);
-    let msg = e.message.to_ascii_lowercase();
-    status_fits
-        && (code_fits
+fn is_duplicate_key(status: u16, code: Option<&str>, message: &str) -> bool {
+    let msg = message.to_ascii_lowercase();
+    matches!(status, 400 | 409 | 412)
+        && (code == Some(DUPLICATE_KEY_CODE)
             || msg.contains("duplicate key")
             || msg.contains("matching key values already exists"))
 }
@@ -198,29 +154,42 @@ fn is_duplicate_key(e: &DataverseError) -> bool {
 /// The status decides; `code` is often empty in Dataverse errors.
 fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> DataverseError {
     let (code, message) = parse_error_body(body, headers);
+    let message = message.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("unexpected status")
+            .to_owned()
+    });
     let kind = match status.as_u16() {
         401 => ErrorKind::Unauthorized,
-        429 => {
-            crate::metrics::throttled("dataverse");
-            ErrorKind::Throttled {
-                retry_after: http_client::retry_after(headers),
-            }
-        }
-        408 => ErrorKind::Transient,
-        s if s >= 500 => ErrorKind::Transient,
+        429 => ErrorKind::Throttled {
+            retry_after: outbound::retry_after(headers),
+        },
+        408 => ErrorKind::Transient { retry_after: None },
+        s if s >= 500 => ErrorKind::Transient { retry_after: None },
+        s if is_duplicate_key(s, code.as_deref(), &message) => ErrorKind::DuplicateKey,
         _ => ErrorKind::Permanent,
     };
     DataverseError {
         kind,
         status: Some(status.as_u16()),
+        message: describe(Some(status.as_u16()), code.as_deref(), &message),
         code,
-        message: message.unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("unexpected status")
-                .to_owned()
-        }),
     }
+}
+
+/// `Dataverse HTTP 400 0x80044331: A validation error occurred …`
+fn describe(status: Option<u16>, code: Option<&str>, message: &str) -> String {
+    let mut out = String::from("Dataverse");
+    if let Some(s) = status {
+        out.push_str(&format!(" HTTP {s}"));
+    }
+    if let Some(c) = code.filter(|c| !c.is_empty()) {
+        out.push_str(&format!(" {c}"));
+    }
+    out.push_str(": ");
+    out.push_str(message);
+    out
 }
 
 /// `{"error":{"code":"0x…","message":"…"}}`, or whatever text a proxy sent.
@@ -248,22 +217,6 @@ fn parse_error_body(body: &[u8], headers: &HeaderMap) -> (Option<String>, Option
     (None, (!snippet.is_empty()).then_some(snippet))
 }
 
-fn network_message(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "request timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        let mut msg = String::from("request failed");
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            msg = format!("{msg}: {s}");
-            source = s.source();
-        }
-        msg
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,7 +233,10 @@ mod tests {
     #[test]
     fn classifies_by_status() {
         assert_eq!(err(401, "{}").kind, ErrorKind::Unauthorized);
-        assert_eq!(err(503, "").kind, ErrorKind::Transient);
+        assert_eq!(
+            err(503, "").kind,
+            ErrorKind::Transient { retry_after: None }
+        );
         assert_eq!(
             err(429, "").kind,
             ErrorKind::Throttled { retry_after: None }
@@ -302,18 +258,19 @@ mod tests {
 
     #[test]
     fn recognises_duplicate_keys() {
-        assert!(is_duplicate_key(&err(
+        let dup = |status, body| err(status, body).kind == ErrorKind::DuplicateKey;
+        assert!(dup(
             412,
             r#"{"error":{"code":"0x80040237","message":"A record with matching key values already exists."}}"#
-        )));
-        assert!(is_duplicate_key(&err(
+        ));
+        assert!(dup(
             400,
             r#"{"error":{"code":"","message":"Cannot insert duplicate key."}}"#
-        )));
-        assert!(!is_duplicate_key(&err(
+        ));
+        assert!(!dup(
             400,
             r#"{"error":{"code":"0x80040333","message":"A record was not created or updated because a duplicate of the current record already exists."}}"#
-        )));
+        ));
     }
 
     #[test]
@@ -323,7 +280,7 @@ mod tests {
             &HeaderMap::new(),
             b"<html>Bad gateway</html>",
         );
-        assert_eq!(e.message, "<html>Bad gateway</html>");
-        assert_eq!(e.kind, ErrorKind::Transient);
+        assert_eq!(e.message, "Dataverse HTTP 502: <html>Bad gateway</html>");
+        assert_eq!(e.kind, ErrorKind::Transient { retry_after: None });
     }
 }

@@ -1,5 +1,15 @@
-//! One delivery attempt: render the lead, get a token, create the record, and
-//! decide what the result means for the delivery.
+//! One delivery attempt as a straight line of typed stages:
+//!
+//! [`prepare`] (read the stored lead, render the record) → [`authorize`]
+//! (a token, unless dry run) → [`send`] (fit the record to the columns,
+//! wait for the request budget, create; one fresh token after a 401) →
+//! [`classify`] (what the answer means for the delivery). [`run`] chains
+//! the first three; the worker observes the [`Completed`] attempt, classifies
+//! it and records the outcome.
+//!
+//! Every failure on the way is an [`AttemptError`] whose [`ErrorKind`] was
+//! decided by whoever saw it (the Dataverse client, the token provider, or
+//! this module for local problems); [`classify`] decides on the kind alone.
 
 use std::time::Duration;
 
@@ -7,268 +17,311 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::Deps;
-use super::retry::Next;
-use crate::auth::AuthError;
-use crate::config::Organization;
-use crate::dataverse::{CreateRequest, Created, DataverseError, ErrorKind};
-use crate::lead::{Lead, Redactor};
-use crate::mapping::RenderContext;
+use super::org::OrgRuntime;
+use super::retry::{Next, RetryPolicy};
+use crate::auth::{AccessToken, Credentials};
+use crate::dataverse::{CreateRequest, Created};
+use crate::lead::{Lead, OrgName, Redactor};
+use crate::mapping::{Record, RenderContext};
+use crate::outbound::{ErrorKind, RemoteError};
 use crate::store::{AttemptOutcome, ClaimedDelivery};
 
 /// A 429 without `Retry-After` (Dataverse always sends one) still pauses this long.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+pub(super) const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+
+/// Why an attempt did not get through.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AttemptError {
+    /// What Entra ID or Dataverse answered, already classified.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("organization {0} is no longer configured; add it back and replay")]
+    OrgGone(OrgName),
+    #[error("no credentials configured for a live organization")]
+    NoCredentials,
+    #[error("stored lead cannot be read: {0}")]
+    UnreadableLead(String),
+}
+
+impl AttemptError {
+    pub(super) fn kind(&self) -> ErrorKind {
+        match self {
+            AttemptError::Remote(e) => e.kind,
+            AttemptError::OrgGone(_) | AttemptError::NoCredentials => ErrorKind::OrganizationWide,
+            AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            AttemptError::Remote(e) => e.status,
+            _ => None,
+        }
+    }
+}
+
+/// Stage 1: the lead read back and rendered; nothing sent yet.
+pub(super) struct Prepared<'a> {
+    org: &'a OrgRuntime,
+    delivery: &'a ClaimedDelivery,
+    redactor: Redactor,
+    record: Record,
+}
+
+impl Prepared<'_> {
+    /// Ends the attempt before anything was sent.
+    fn fail(self, e: AttemptError) -> Completed {
+        Completed {
+            entity_ref: None,
+            redactor: self.redactor,
+            result: Err(e),
+        }
+    }
+}
+
+/// Stage 2: who the request goes out as.
+pub(super) enum Target<'a> {
+    /// `dry_run = true`: render and log, never call Microsoft.
+    DryRun,
+    Live {
+        creds: &'a Credentials,
+        token: AccessToken,
+    },
+}
+
+/// Stage 3: what came back.
+#[derive(Debug)]
+pub(super) enum Sent {
+    Created(Created),
+    /// Logged, not sent; the record's address had it been created.
+    DryRun {
+        entity_ref: String,
+    },
+    /// The organization got paused after the claim; nothing went out.
+    Paused(OffsetDateTime),
+}
+
+/// Stage 3's result with what [`classify`] needs to read it.
+pub(super) struct Completed {
+    /// The record's address, once a request was made: what a duplicate of
+    /// our own key refers to.
+    entity_ref: Option<String>,
+    /// Masks the lead's personal data in error messages.
+    redactor: Redactor,
+    pub(super) result: Result<Sent, AttemptError>,
+}
+
+impl Completed {
+    fn failed(e: AttemptError) -> Self {
+        Self {
+            entity_ref: None,
+            redactor: Redactor::disabled(),
+            result: Err(e),
+        }
+    }
+}
+
+/// Stages 1 to 3. `org` is `None` when the organization was removed from the
+/// configuration after the lead was accepted.
+#[tracing::instrument(name = "attempt", skip_all)]
+pub(super) async fn run(deps: &Deps, org: Option<&OrgRuntime>, d: &ClaimedDelivery) -> Completed {
+    let Some(org) = org else {
+        return Completed::failed(AttemptError::OrgGone(d.org.clone()));
+    };
+    let prepared = match prepare(deps, org, d) {
+        Ok(p) => p,
+        Err(e) => return Completed::failed(e),
+    };
+    match authorize(deps, &prepared).await {
+        Ok(target) => send(deps, prepared, target).await,
+        Err(e) => prepared.fail(e),
+    }
+}
 
 /// What the worker does with the delivery.
 #[derive(Debug)]
 pub(super) enum Decision {
     Record(AttemptOutcome),
-    /// The organization is paused (throttled) and nothing was sent: hand the
-    /// delivery back, due at this time, without counting an attempt.
+    /// Nothing was sent: hand the delivery back, due at this time, without
+    /// counting an attempt.
     Postpone(OffsetDateTime),
 }
 
-/// Why an attempt did not deliver.
-enum Failure {
-    Retryable {
-        error: String,
-        status: Option<u16>,
-        retry_after: Option<Duration>,
-    },
-    Permanent {
-        error: String,
-        status: Option<u16>,
-    },
-    Paused(OffsetDateTime),
-}
-
-impl From<DataverseError> for Failure {
-    fn from(e: DataverseError) -> Self {
-        let status = e.status;
-        match e.kind {
-            ErrorKind::Permanent => Failure::Permanent {
-                error: e.to_string(),
-                status,
-            },
-            ErrorKind::Throttled { retry_after } => Failure::Retryable {
-                error: e.to_string(),
-                status,
-                retry_after: Some(retry_after.unwrap_or(DEFAULT_PAUSE)),
-            },
-            ErrorKind::Unauthorized | ErrorKind::Transient => Failure::Retryable {
-                error: e.to_string(),
-                status,
-                retry_after: None,
-            },
-        }
-    }
-}
-
-impl From<AuthError> for Failure {
-    fn from(e: AuthError) -> Self {
-        match &e {
-            AuthError::Permanent { .. } => Failure::Permanent {
-                error: e.to_string(),
-                status: None,
-            },
-            AuthError::Transient { retry_after, .. } => Failure::Retryable {
-                retry_after: *retry_after,
-                error: e.to_string(),
-                status: None,
-            },
-        }
-    }
-}
-
-/// Runs one attempt and decides. Never fails: every problem becomes a retry
-/// or a dead letter, so a lead is never dropped.
-pub(super) async fn run(deps: &Deps, d: &ClaimedDelivery) -> Decision {
-    let (result, redactor) = deliver(deps, d).await;
-    let now = OffsetDateTime::now_utc();
-    match result {
-        Ok(created) => Decision::Record(AttemptOutcome::Delivered {
-            remote_ref: created.entity_ref,
-            http_status: (created.status != 0).then_some(created.status),
-        }),
-        Err(Failure::Paused(until)) => Decision::Postpone(until),
-        Err(Failure::Permanent { error, status }) => Decision::Record(AttemptOutcome::Dead {
-            error: redactor.redact(&error),
-            http_status: status,
-        }),
-        Err(Failure::Retryable {
-            error,
-            status,
-            retry_after,
-        }) => {
-            let error = redactor.redact(&error);
-            let made = d.retry_attempts + 1;
-            let policy = deps.policy(d.destination);
-            Decision::Record(
-                match policy.next(made, d.retry_started_at, now, retry_after) {
-                    Next::RetryAt(at) => AttemptOutcome::Retry {
-                        error,
-                        http_status: status,
-                        next_attempt_at: at,
-                    },
-                    Next::GiveUp => AttemptOutcome::Dead {
-                        error: format!("gave up after {made} attempts; last error: {error}"),
-                        http_status: status,
-                    },
-                },
-            )
-        }
-    }
-}
-
-async fn deliver(deps: &Deps, d: &ClaimedDelivery) -> (Result<Created, Failure>, Redactor) {
-    let Some(org) = deps.settings.organization(&d.org) else {
-        let error = format!(
-            "organization {} is no longer configured; add it back and replay",
-            d.org
-        );
-        return (
-            Err(Failure::Permanent {
-                error,
-                status: None,
-            }),
-            Redactor::disabled(),
-        );
-    };
-    let lead = match serde_json::from_str::<Value>(&d.payload)
+#[tracing::instrument(level = "debug", skip_all)]
+pub(super) fn prepare<'a>(
+    deps: &Deps,
+    org: &'a OrgRuntime,
+    d: &'a ClaimedDelivery,
+) -> Result<Prepared<'a>, AttemptError> {
+    let lead = serde_json::from_str::<Value>(&d.payload)
         .map_err(|e| e.to_string())
         .and_then(|v| Lead::parse(&v).map_err(|e| e.to_string()))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            let error = format!("stored lead cannot be read: {e}");
-            return (
-                Err(Failure::Permanent {
-                    error,
-                    status: None,
-                }),
-                Redactor::disabled(),
-            );
-        }
-    };
-    let redactor = if deps.settings.log.pii {
+        .map_err(AttemptError::UnreadableLead)?;
+    let redactor = if deps.log_pii {
         Redactor::disabled()
     } else {
         Redactor::for_lead(&lead)
     };
-    let result = send(deps, d, org, &lead, &redactor).await;
-    (result, redactor)
-}
-
-async fn send(
-    deps: &Deps,
-    d: &ClaimedDelivery,
-    org: &Organization,
-    lead: &Lead,
-    redactor: &Redactor,
-) -> Result<Created, Failure> {
-    let mapping = deps
-        .mappings
-        .get(&d.org)
-        .ok_or_else(|| Failure::Permanent {
-            error: format!("no mapping loaded for organization {}", d.org),
-            status: None,
-        })?;
-    let mut record = mapping
+    let record = org
+        .mapping
         .render(&RenderContext {
-            lead,
+            lead: &lead,
             lead_id: d.lead_id,
             org: &d.org,
             received_at: d.received_at,
         })
         .with_primary_key(d.record_id);
-    // One token per attempt serves the metadata read and the create.
-    let live = if org.dry_run {
-        None
-    } else {
-        let creds = org.auth.as_ref().ok_or_else(|| Failure::Permanent {
-            error: "no credentials configured for a live organization".into(),
-            status: None,
-        })?;
-        Some((creds, deps.tokens.token(creds).await?))
-    };
-    deps.dataverse
-        .fit_to_columns(org, live.as_ref().map(|(_, t)| t), &mapping, &mut record)
-        .await;
-    let request = CreateRequest {
-        org_url: &org.url,
-        entity_set: &record.entity_set,
-        record_id: d.record_id,
-        body: &record.body,
-    };
+    Ok(Prepared {
+        org,
+        delivery: d,
+        redactor,
+        record,
+    })
+}
 
-    let Some((creds, token)) = live else {
-        log_dry_run(&request, redactor);
-        return Ok(Created {
-            entity_ref: format!("dry-run:{}", request.entity_ref()),
-            status: 0,
-            already_existed: false,
-            dop_hint: None,
-        });
-    };
-    let result = match create(deps, d, &request, &token).await {
-        Err(Failure::Retryable {
-            status: Some(401), ..
-        }) => {
-            // Tokens can be revoked or rotated before they expire: one fresh
-            // token, one more try.
-            tracing::info!("Dataverse refused the token; fetching a new one");
-            deps.tokens.invalidate(creds, &token).await;
-            let token = deps.tokens.token(creds).await?;
-            create(deps, d, &request, &token).await
-        }
-        other => other,
-    };
-    match &result {
-        Ok(created) => deps.limits.on_success(&d.org, created.dop_hint),
-        Err(Failure::Retryable {
-            status: Some(429),
-            retry_after,
-            ..
-        }) => {
-            let until = OffsetDateTime::now_utc() + retry_after.unwrap_or(DEFAULT_PAUSE);
-            deps.limits.on_throttled(&d.org);
-            deps.pauses.pause(&d.org, d.destination, until);
-            if let Err(e) = deps.store.pause(&d.org, d.destination, until).await {
-                tracing::warn!(error = %e, "cannot share the pause with other replicas");
-            }
-            tracing::warn!(until = %until, limit = deps.limits.limit(&d.org), "Dataverse throttled; organization paused");
-        }
-        Err(_) => {}
+/// One token per attempt serves the metadata read and the create.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(super) async fn authorize<'a>(
+    deps: &Deps,
+    prepared: &Prepared<'a>,
+) -> Result<Target<'a>, AttemptError> {
+    let org: &'a OrgRuntime = prepared.org;
+    if org.config.dry_run {
+        return Ok(Target::DryRun);
     }
-    result
+    let creds = org
+        .config
+        .auth
+        .as_ref()
+        .ok_or(AttemptError::NoCredentials)?;
+    let token = deps.tokens.token(creds).await?;
+    Ok(Target::Live { creds, token })
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+pub(super) async fn send(deps: &Deps, mut prepared: Prepared<'_>, target: Target<'_>) -> Completed {
+    let org = prepared.org;
+    let d = prepared.delivery;
+    if let Target::Live { token, .. } = &target {
+        super::fit::to_columns(deps, org, token, &mut prepared.record).await;
+    }
+    let request = CreateRequest {
+        org_url: &org.config.url,
+        entity_set: &prepared.record.entity_set,
+        record_id: d.record_id,
+        body: &prepared.record.body,
+    };
+    let entity_ref = request.entity_ref();
+    let result = match target {
+        Target::DryRun => {
+            tracing::info!(
+                method = "POST",
+                url = %request.url(),
+                "dry run: not sent; the Dataverse request would be:\n{}",
+                prepared.redactor.redact(&request.preview("<token>")),
+            );
+            Ok(Sent::DryRun {
+                entity_ref: entity_ref.clone(),
+            })
+        }
+        Target::Live { creds, token } => match create(deps, org, d, &request, &token).await {
+            Err(AttemptError::Remote(e)) if e.kind == ErrorKind::Unauthorized => {
+                // Tokens can be revoked or rotated before they expire: one
+                // fresh token, one more try.
+                tracing::info!("Dataverse refused the token; fetching a new one");
+                deps.tokens.invalidate(creds, &token).await;
+                match deps.tokens.token(creds).await {
+                    Ok(token) => create(deps, org, d, &request, &token).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            other => other,
+        },
+    };
+    Completed {
+        entity_ref: Some(entity_ref),
+        redactor: prepared.redactor,
+        result,
+    }
 }
 
 /// Waits for the organization's request budget, then sends unless the
 /// organization got paused meanwhile (nothing may go out before Retry-After).
 async fn create(
     deps: &Deps,
+    org: &OrgRuntime,
     d: &ClaimedDelivery,
     request: &CreateRequest<'_>,
-    token: &crate::auth::AccessToken,
-) -> Result<Created, Failure> {
-    deps.rate.until_key_ready(&d.org).await;
-    if let Some(until) = deps.pauses.paused_until(&d.org, d.destination) {
-        return Err(Failure::Paused(until));
+    token: &AccessToken,
+) -> Result<Sent, AttemptError> {
+    org.state.rate.until_ready().await;
+    if let Some(until) = org.state.pauses.paused_until(d.destination) {
+        return Ok(Sent::Paused(until));
     }
-    Ok(deps.dataverse.create(request, token).await?)
+    Ok(Sent::Created(deps.dataverse.create(request, token).await?))
 }
 
-fn log_dry_run(request: &CreateRequest<'_>, redactor: &Redactor) {
-    let headers = CreateRequest::headers()
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let body = serde_json::to_string_pretty(request.body).unwrap_or_default();
-    tracing::info!(
-        method = "POST",
-        url = %request.url(),
-        "dry run: not sent; the Dataverse request would be:\nPOST {}\nAuthorization: Bearer <token>\n{headers}\n\n{}",
-        request.url(),
-        redactor.redact(&body),
-    );
+/// Decides on the kind alone. Never fails: every problem becomes a retry or
+/// a dead letter, so a lead is never dropped.
+pub(super) fn classify(
+    completed: Completed,
+    d: &ClaimedDelivery,
+    policy: &RetryPolicy,
+    now: OffsetDateTime,
+) -> Decision {
+    let Completed {
+        entity_ref,
+        redactor,
+        result,
+    } = completed;
+    let error = match result {
+        Ok(Sent::Created(created)) => {
+            return Decision::Record(AttemptOutcome::Delivered {
+                remote_ref: created.entity_ref,
+                http_status: Some(created.status),
+            });
+        }
+        Ok(Sent::DryRun { entity_ref }) => {
+            return Decision::Record(AttemptOutcome::Delivered {
+                remote_ref: format!("dry-run:{entity_ref}"),
+                http_status: None,
+            });
+        }
+        Ok(Sent::Paused(until)) => return Decision::Postpone(until),
+        Err(e) => e,
+    };
+    let http_status = error.status();
+    let retry_after = match (error.kind(), entity_ref) {
+        // The record exists with our key: an earlier attempt got through.
+        (ErrorKind::DuplicateKey, Some(remote_ref)) => {
+            return Decision::Record(AttemptOutcome::Delivered {
+                remote_ref,
+                http_status,
+            });
+        }
+        (ErrorKind::Permanent | ErrorKind::OrganizationWide | ErrorKind::DuplicateKey, _) => {
+            return Decision::Record(AttemptOutcome::Dead {
+                error: redactor.redact(&error.to_string()),
+                http_status,
+            });
+        }
+        (ErrorKind::Throttled { retry_after }, _) => Some(retry_after.unwrap_or(DEFAULT_PAUSE)),
+        (ErrorKind::Transient { retry_after }, _) => retry_after,
+        (ErrorKind::Unauthorized, _) => None,
+    };
+    let error = redactor.redact(&error.to_string());
+    let made = d.retry_attempts.saturating_add(1);
+    Decision::Record(
+        match policy.next(made, d.retry_started_at, now, retry_after) {
+            Next::RetryAt(at) => AttemptOutcome::Retry {
+                error,
+                http_status,
+                next_attempt_at: at,
+            },
+            Next::GiveUp => AttemptOutcome::Dead {
+                error: format!("gave up after {made} attempts; last error: {error}"),
+                http_status,
+            },
+        },
+    )
 }

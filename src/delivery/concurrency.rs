@@ -1,18 +1,15 @@
-//! Per-organization adaptive concurrency (AIMD): start at the configured cap,
+//! An organization's adaptive concurrency (AIMD): start at the configured cap,
 //! halve on 429, grow back by one per "window" of successes, and never above
 //! what Dataverse recommends in `x-ms-dop-hint`. A 429 also remembers the
 //! level that caused it: growth stops just below it, and probes one higher
 //! only after a long run of successes, so a steady limit is not hit over and
 //! over (each hit pauses the whole organization for Retry-After).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::lead::OrgName;
-
 #[derive(Debug)]
-struct OrgLimit {
+struct State {
     /// Current allowed parallelism; fractional so that additive increase can
     /// be spread over many successes.
     limit: f64,
@@ -28,59 +25,66 @@ struct OrgLimit {
     in_flight: usize,
 }
 
+impl State {
+    fn allowed(&self) -> usize {
+        (self.limit.floor() as usize).max(1)
+    }
+}
+
 /// Time without a 429 before trying one more in flight than the learned
 /// level: every probe that fails pauses the organization for Retry-After.
 const PROBE_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone)]
-pub struct AdaptiveLimits {
+/// One organization's concurrency limit.
+#[derive(Debug)]
+pub struct AdaptiveLimit {
     cap: usize,
     burst: Duration,
     probe_after: Duration,
-    orgs: Arc<Mutex<HashMap<OrgName, OrgLimit>>>,
+    state: Mutex<State>,
 }
 
 /// A slot of an organization's concurrency; given back on drop.
 #[derive(Debug)]
 pub struct Slot {
-    org: OrgName,
-    limits: AdaptiveLimits,
+    limit: Arc<AdaptiveLimit>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limits
-            .with(&self.org, |o| o.in_flight = o.in_flight.saturating_sub(1));
+        self.limit
+            .with(|o| o.in_flight = o.in_flight.saturating_sub(1));
     }
 }
 
-impl AdaptiveLimits {
+impl AdaptiveLimit {
     pub fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
         Self {
-            cap: cap.max(1),
+            cap,
             burst: Duration::from_secs(1),
             probe_after: PROBE_AFTER,
-            orgs: Arc::new(Mutex::new(HashMap::new())),
+            state: Mutex::new(State {
+                limit: cap as f64,
+                ceiling: cap,
+                learned: None,
+                since_probe: Instant::now(),
+                last_cut: None,
+                in_flight: 0,
+            }),
         }
     }
 
-    fn with<R>(&self, org: &OrgName, f: impl FnOnce(&mut OrgLimit) -> R) -> R {
-        let mut orgs = self.orgs.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = orgs.entry(org.clone()).or_insert_with(|| OrgLimit {
-            limit: self.cap as f64,
-            ceiling: self.cap,
-            learned: None,
-            since_probe: Instant::now(),
-            last_cut: None,
-            in_flight: 0,
-        });
-        f(entry)
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        // Every update is a handful of assignments: a poisoned lock still
+        // holds a usable state.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state)
     }
 
-    pub fn try_acquire(&self, org: &OrgName) -> Option<Slot> {
-        let ok = self.with(org, |o| {
-            let allowed = (o.limit.floor() as usize).max(1);
-            if o.in_flight < allowed {
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let ok = self.with(|o| {
+            if o.in_flight < o.allowed() {
                 o.in_flight += 1;
                 true
             } else {
@@ -88,39 +92,25 @@ impl AdaptiveLimits {
             }
         });
         ok.then(|| Slot {
-            org: org.clone(),
-            limits: self.clone(),
+            limit: Arc::clone(self),
         })
     }
 
-    /// The most free slots any of `orgs` has: a claim larger than that would
-    /// only hand deliveries straight back.
-    pub fn most_available<'a>(&self, orgs: impl IntoIterator<Item = &'a OrgName>) -> usize {
-        orgs.into_iter()
-            .map(|org| {
-                self.with(org, |o| {
-                    (o.limit.floor() as usize)
-                        .max(1)
-                        .saturating_sub(o.in_flight)
-                })
-            })
-            .max()
-            .unwrap_or(0)
+    /// Free slots now: a claim larger than that would only hand deliveries
+    /// straight back.
+    pub fn available(&self) -> usize {
+        self.with(|o| o.allowed().saturating_sub(o.in_flight))
     }
 
-    /// Organizations that cannot take another request now.
-    pub fn full(&self) -> Vec<OrgName> {
-        let orgs = self.orgs.lock().unwrap_or_else(PoisonError::into_inner);
-        orgs.iter()
-            .filter(|(_, o)| o.in_flight >= (o.limit.floor() as usize).max(1))
-            .map(|(k, _)| k.clone())
-            .collect()
+    /// Whether the organization cannot take another request now.
+    pub fn is_full(&self) -> bool {
+        self.available() == 0
     }
 
-    pub fn on_success(&self, org: &OrgName, dop_hint: Option<usize>) {
+    pub fn on_success(&self, dop_hint: Option<usize>) {
         let cap = self.cap;
         let probe_after = self.probe_after;
-        self.with(org, |o| {
+        self.with(|o| {
             if let Some(hint) = dop_hint {
                 o.ceiling = hint.clamp(1, cap);
             }
@@ -128,16 +118,16 @@ impl AdaptiveLimits {
                 && o.since_probe.elapsed() >= probe_after
             {
                 o.since_probe = Instant::now();
-                *learned += 1;
+                *learned = learned.saturating_add(1);
             }
             let top = o.learned.map_or(o.ceiling, |l| l.min(o.ceiling));
             o.limit = (o.limit + 1.0 / o.limit.max(1.0)).min(top as f64);
         });
     }
 
-    pub fn on_throttled(&self, org: &OrgName) {
+    pub fn on_throttled(&self) {
         let burst = self.burst;
-        self.with(org, |o| {
+        self.with(|o| {
             let now = Instant::now();
             if o.last_cut.is_some_and(|t| now.duration_since(t) < burst) {
                 return;
@@ -156,8 +146,8 @@ impl AdaptiveLimits {
     }
 
     /// The current limit (for logs and tests).
-    pub fn limit(&self, org: &OrgName) -> usize {
-        self.with(org, |o| (o.limit.floor() as usize).max(1))
+    pub fn limit(&self) -> usize {
+        self.with(|o| o.allowed())
     }
 }
 
@@ -167,12 +157,11 @@ mod tests {
 
     #[test]
     fn one_cut_per_burst_of_429s() {
-        let l = AdaptiveLimits::new(8);
-        let org = OrgName::parse("contoso").unwrap();
-        l.on_throttled(&org);
-        l.on_throttled(&org);
+        let l = AdaptiveLimit::new(8);
+        l.on_throttled();
+        l.on_throttled();
         assert_eq!(
-            l.limit(&org),
+            l.limit(),
             4,
             "the second 429 of the burst is the same event"
         );
@@ -180,35 +169,34 @@ mod tests {
 
     #[test]
     fn halves_on_429_and_grows_back_to_the_cap() {
-        let mut l = AdaptiveLimits::new(8);
+        let mut l = AdaptiveLimit::new(8);
         l.burst = Duration::ZERO;
-        let org = OrgName::parse("contoso").unwrap();
-        assert_eq!(l.limit(&org), 8);
-        l.on_throttled(&org);
-        assert_eq!(l.limit(&org), 4);
+        assert_eq!(l.limit(), 8);
+        l.on_throttled();
+        assert_eq!(l.limit(), 4);
         for _ in 0..100 {
-            l.on_success(&org, None);
+            l.on_success(None);
         }
-        assert_eq!(l.limit(&org), 7, "back up to just below where the 429 came");
-        l.on_throttled(&org);
-        l.on_throttled(&org);
-        l.on_throttled(&org);
-        l.on_throttled(&org);
-        assert_eq!(l.limit(&org), 1, "never below one");
+        assert_eq!(l.limit(), 7, "back up to just below where the 429 came");
+        l.on_throttled();
+        l.on_throttled();
+        l.on_throttled();
+        l.on_throttled();
+        assert_eq!(l.limit(), 1, "never below one");
         for _ in 0..200 {
-            l.on_success(&org, None);
+            l.on_success(None);
         }
-        assert_eq!(l.limit(&org), 1, "the last 429 came at one");
+        assert_eq!(l.limit(), 1, "the last 429 came at one");
         for _ in 0..100 {
-            l.on_success(&org, None);
+            l.on_success(None);
         }
-        assert_eq!(l.limit(&org), 1, "no probing before probe_after");
+        assert_eq!(l.limit(), 1, "no probing before probe_after");
         l.probe_after = Duration::ZERO;
         for _ in 0..100 {
-            l.on_success(&org, None);
+            l.on_success(None);
         }
         assert_eq!(
-            l.limit(&org),
+            l.limit(),
             8,
             "after quiet periods it probes higher, up to the cap"
         );
@@ -216,45 +204,38 @@ mod tests {
 
     #[test]
     fn remembers_the_level_that_was_throttled() {
-        let l = AdaptiveLimits::new(32);
-        let org = OrgName::parse("contoso").unwrap();
-        let slots: Vec<_> = (0..17).filter_map(|_| l.try_acquire(&org)).collect();
+        let l = Arc::new(AdaptiveLimit::new(32));
+        let slots: Vec<_> = (0..17).filter_map(|_| l.try_acquire()).collect();
         assert_eq!(slots.len(), 17);
-        l.on_throttled(&org);
+        l.on_throttled();
         drop(slots);
         for _ in 0..100 {
-            l.on_success(&org, None);
+            l.on_success(None);
         }
-        assert_eq!(
-            l.limit(&org),
-            16,
-            "stops below the 17 in flight that got a 429"
-        );
+        assert_eq!(l.limit(), 16, "stops below the 17 in flight that got a 429");
     }
 
     #[test]
     fn follows_the_dop_hint_below_the_cap() {
-        let l = AdaptiveLimits::new(8);
-        let org = OrgName::parse("contoso").unwrap();
-        l.on_success(&org, Some(3));
-        assert_eq!(l.limit(&org), 3);
-        l.on_success(&org, Some(50));
+        let l = AdaptiveLimit::new(8);
+        l.on_success(Some(3));
+        assert_eq!(l.limit(), 3);
+        l.on_success(Some(50));
         for _ in 0..100 {
-            l.on_success(&org, Some(50));
+            l.on_success(Some(50));
         }
-        assert_eq!(l.limit(&org), 8, "a hint above the cap does not raise it");
+        assert_eq!(l.limit(), 8, "a hint above the cap does not raise it");
     }
 
     #[test]
     fn slots_are_bounded_and_given_back() {
-        let l = AdaptiveLimits::new(2);
-        let org = OrgName::parse("contoso").unwrap();
-        let a = l.try_acquire(&org).unwrap();
-        let _b = l.try_acquire(&org).unwrap();
-        assert!(l.try_acquire(&org).is_none());
-        assert_eq!(l.full(), vec![org.clone()]);
+        let l = Arc::new(AdaptiveLimit::new(2));
+        let a = l.try_acquire().unwrap();
+        let _b = l.try_acquire().unwrap();
+        assert!(l.try_acquire().is_none());
+        assert!(l.is_full());
         drop(a);
-        assert!(l.full().is_empty());
-        assert!(l.try_acquire(&org).is_some());
+        assert!(!l.is_full());
+        assert!(l.try_acquire().is_some());
     }
 }

@@ -1,18 +1,20 @@
 //! The delivery worker: the only part of leadbridge that talks to Entra ID and
-//! Dataverse. It claims due deliveries from the store, runs each attempt and
-//! records the outcome, keeping within each organization's limits.
+//! Dataverse. It claims due deliveries from the store, runs each attempt
+//! ([`attempt`]) and records the outcome, keeping within each organization's
+//! limits ([`org`]).
 
 mod attempt;
 mod concurrency;
+mod fit;
+mod metadata;
+mod org;
 mod pauses;
 mod retry;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -20,27 +22,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::TokenProvider;
-use crate::config::Settings;
+use crate::config::{DeliverySettings, Settings};
 use crate::dataverse::DataverseClient;
 use crate::lead::OrgName;
-use crate::mapping::MappingRegistry;
+use crate::outbound::ErrorKind;
 use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, Store};
 
-use attempt::Decision;
-pub use concurrency::AdaptiveLimits;
-pub use pauses::Pauses;
-pub use retry::{Next, RetryPolicy};
+use attempt::{Completed, Decision, Sent};
+use concurrency::Slot;
+pub use org::{OrgRuntime, Organizations};
+use retry::RetryPolicy;
 
-/// Everything an attempt needs.
+/// Everything an attempt needs besides its organization.
 pub struct Deps {
-    pub store: Arc<dyn Store>,
-    pub settings: Arc<Settings>,
-    pub mappings: Arc<MappingRegistry>,
-    pub tokens: Arc<TokenProvider>,
-    pub dataverse: DataverseClient,
-    pub limits: AdaptiveLimits,
-    pub pauses: Pauses,
-    pub rate: DefaultKeyedRateLimiter<OrgName>,
+    store: Arc<dyn Store>,
+    organizations: Arc<Organizations>,
+    tokens: TokenProvider,
+    dataverse: DataverseClient,
+    settings: DeliverySettings,
+    /// `log.pii`: personal data in logs and errors unmasked.
+    log_pii: bool,
     policies: HashMap<Destination, RetryPolicy>,
     fallback_policy: RetryPolicy,
 }
@@ -48,13 +49,11 @@ pub struct Deps {
 impl Deps {
     pub fn new(
         store: Arc<dyn Store>,
-        settings: Arc<Settings>,
-        mappings: Arc<MappingRegistry>,
-        tokens: Arc<TokenProvider>,
-        dataverse: DataverseClient,
+        settings: &Settings,
+        organizations: Arc<Organizations>,
+        http: reqwest::Client,
     ) -> Self {
         let d = &settings.delivery;
-        let per_minute = NonZeroU32::new(d.org_requests_per_minute).unwrap_or(NonZeroU32::MIN);
         let policies = [Destination::Dataverse]
             .into_iter()
             .map(|dest| {
@@ -65,20 +64,14 @@ impl Deps {
             })
             .collect();
         Self {
-            limits: AdaptiveLimits::new(d.org_concurrency),
-            pauses: Pauses::default(),
-            rate: RateLimiter::keyed(
-                Quota::per_minute(per_minute).allow_burst(
-                    NonZeroU32::new(d.org_concurrency as u32).unwrap_or(NonZeroU32::MIN),
-                ),
-            ),
+            store,
+            organizations,
+            tokens: TokenProvider::new(http.clone()),
+            dataverse: DataverseClient::new(http),
+            settings: d.clone(),
+            log_pii: settings.log.pii,
             fallback_policy: RetryPolicy::new(d.retry_for_destination("")),
             policies,
-            store,
-            settings,
-            mappings,
-            tokens,
-            dataverse,
         }
     }
 
@@ -87,6 +80,14 @@ impl Deps {
             .get(&destination)
             .unwrap_or(&self.fallback_policy)
     }
+}
+
+/// A claimed delivery ready to run: its organization (if still configured)
+/// and the concurrency slot it holds until the attempt ends.
+struct Job {
+    delivery: ClaimedDelivery,
+    org: Option<Arc<OrgRuntime>>,
+    _slot: Option<Slot>,
 }
 
 pub struct Worker {
@@ -103,50 +104,36 @@ impl Worker {
         }
     }
 
+    /// One pass: claims what is due now (as much as the limits allow), runs
+    /// those attempts to the end and records them. Returns how many
+    /// deliveries it claimed, so that a caller can repeat until the queue has
+    /// nothing due.
+    pub async fn run_once(&self) -> usize {
+        let mut in_flight = JoinSet::new();
+        let (jobs, _) = self.claim(self.deps.settings.concurrency).await;
+        let claimed = jobs.len();
+        for job in jobs {
+            let deps = Arc::clone(&self.deps);
+            in_flight.spawn(async move { process(&deps, job).await });
+        }
+        while in_flight.join_next().await.is_some() {}
+        claimed
+    }
+
     /// Runs until `shutdown`; then gives attempts in flight `shutdown_grace`
     /// to finish and hands the rest back to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
-        let settings = &self.deps.settings.delivery;
+        let settings = &self.deps.settings;
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, ClaimedDelivery> = HashMap::new();
         loop {
-            let free = settings.concurrency.saturating_sub(in_flight.len()).min(
-                self.deps
-                    .limits
-                    .most_available(self.deps.settings.organizations.keys()),
-            );
-            let mut got_full_batch = false;
-            if free > 0 {
-                let skip = self.deps.limits.full();
-                let limit = u32::try_from(free).unwrap_or(u32::MAX);
-                match self
-                    .deps
-                    .store
-                    .claim_due(OffsetDateTime::now_utc(), settings.lease, limit, &skip)
-                    .await
-                {
-                    Ok(claimed) => {
-                        got_full_batch = claimed.len() == free;
-                        for d in claimed {
-                            let Some(slot) = self.deps.limits.try_acquire(&d.org) else {
-                                // Over this organization's limit: back to the queue.
-                                if let Err(e) = self.deps.store.release(&d, None).await {
-                                    tracing::warn!(error = %e, "cannot release a delivery; its lease will expire");
-                                }
-                                got_full_batch = false;
-                                continue;
-                            };
-                            let deps = Arc::clone(&self.deps);
-                            let task_delivery = d.clone();
-                            let handle = in_flight.spawn(async move {
-                                process(&deps, task_delivery).await;
-                                drop(slot);
-                            });
-                            claimed_by_task.insert(handle.id(), d);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot claim deliveries; will try again"),
-                }
+            let free = settings.concurrency.saturating_sub(in_flight.len());
+            let (jobs, got_full_batch) = self.claim(free).await;
+            for job in jobs {
+                let deps = Arc::clone(&self.deps);
+                let delivery = job.delivery.clone();
+                let handle = in_flight.spawn(async move { process(&deps, job).await });
+                claimed_by_task.insert(handle.id(), delivery);
             }
             if got_full_batch && in_flight.len() < settings.concurrency {
                 continue;
@@ -197,8 +184,74 @@ impl Worker {
         }
     }
 
+    /// Claims up to `free` due deliveries, no more than the organizations'
+    /// limits let through; each job holds its organization's slot. The flag
+    /// says the store had at least as many due as were asked for (and none
+    /// went back), so another claim right away may find more.
+    async fn claim(&self, free: usize) -> (Vec<Job>, bool) {
+        let orgs = self.deps.organizations.all();
+        let free = free.min(
+            orgs.iter()
+                .map(|o| o.state.limit.available())
+                .max()
+                .unwrap_or(0),
+        );
+        if free == 0 {
+            return (Vec::new(), false);
+        }
+        let full: Vec<OrgName> = orgs
+            .iter()
+            .filter(|o| o.state.limit.is_full())
+            .map(|o| o.name().clone())
+            .collect();
+        let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        let claimed = match self
+            .deps
+            .store
+            .claim_due(
+                OffsetDateTime::now_utc(),
+                self.deps.settings.lease,
+                limit,
+                &full,
+            )
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim deliveries; will try again");
+                return (Vec::new(), false);
+            }
+        };
+        let mut full_batch = claimed.len() == free;
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for delivery in claimed {
+            let org = self.deps.organizations.get(&delivery.org);
+            let slot = match &org {
+                Some(o) => match o.state.limit.try_acquire() {
+                    Some(slot) => Some(slot),
+                    None => {
+                        // Over this organization's limit: back to the queue.
+                        if let Err(e) = self.deps.store.release(&delivery, None).await {
+                            tracing::warn!(error = %e, "cannot release a delivery; its lease will expire");
+                        }
+                        full_batch = false;
+                        continue;
+                    }
+                },
+                // Removed from the configuration: the attempt dead-letters it.
+                None => None,
+            };
+            jobs.push(Job {
+                delivery,
+                org,
+                _slot: slot,
+            });
+        }
+        (jobs, full_batch)
+    }
+
     async fn time_to_next_due(&self) -> Duration {
-        let poll = self.deps.settings.delivery.poll_interval;
+        let poll = self.deps.settings.poll_interval;
         match self.deps.store.next_due_at().await {
             Ok(Some(at)) => Duration::try_from(at - OffsetDateTime::now_utc())
                 .unwrap_or_default()
@@ -226,7 +279,9 @@ fn forget(
     }
 }
 
-async fn process(deps: &Deps, d: ClaimedDelivery) {
+/// Attempt, observe, classify, record.
+async fn process(deps: &Deps, job: Job) {
+    let d = &job.delivery;
     let span = tracing::info_span!(
         "delivery",
         lead_id = %d.lead_id,
@@ -234,47 +289,97 @@ async fn process(deps: &Deps, d: ClaimedDelivery) {
         request_id = %d.request_id,
         org = %d.org,
         destination = d.destination.as_str(),
-        attempt = d.attempts + 1,
+        attempt = d.attempts.saturating_add(1),
     );
     async {
-        let started = std::time::Instant::now();
-        let outcome = match attempt::run(deps, &d).await {
-            Decision::Record(outcome) => outcome,
-            Decision::Postpone(until) => {
-                tracing::debug!(until = %until, "organization paused; delivery postponed");
-                if let Err(e) = deps.store.release(&d, Some(until)).await {
-                    tracing::warn!(error = %e, "cannot release; its lease will expire");
-                }
-                return;
-            }
-        };
-        crate::metrics::delivery_attempt(&d, &outcome, started.elapsed());
-        let now = OffsetDateTime::now_utc();
-        match &outcome {
-            AttemptOutcome::Delivered { remote_ref, .. } => {
-                tracing::info!(record = %remote_ref, "lead delivered")
-            }
-            AttemptOutcome::Retry {
-                error,
-                next_attempt_at,
-                ..
-            } => tracing::warn!(
-                error = %error,
-                retry_in_s = (*next_attempt_at - now).whole_seconds(),
-                "delivery failed; will retry"
-            ),
-            AttemptOutcome::Dead { error, .. } => {
-                tracing::error!(error = %error, "delivery failed permanently; dead-lettered")
-            }
+        let started = Instant::now();
+        let completed = attempt::run(deps, job.org.as_deref(), d).await;
+        if let Some(org) = &job.org {
+            observe(deps, org, d, &completed).await;
         }
-        match deps.store.record_attempt(&d, now, &outcome).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!("lease expired before the outcome was recorded"),
-            // The lease runs out and the delivery is tried again; the
-            // client-generated record id keeps that from creating a duplicate.
-            Err(e) => tracing::error!(error = %e, "cannot record the delivery outcome"),
-        }
+        let decision = attempt::classify(
+            completed,
+            d,
+            deps.policy(d.destination),
+            OffsetDateTime::now_utc(),
+        );
+        record(deps, d, decision, started.elapsed()).await;
     }
     .instrument(span)
     .await;
+}
+
+/// What an answer teaches about the organization, whatever becomes of the
+/// delivery: the concurrency Dataverse accepts, and a 429's pause, shared
+/// through the store so that other replicas stop as well.
+async fn observe(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery, completed: &Completed) {
+    let state = &org.state;
+    let retry_after = match &completed.result {
+        Ok(Sent::Created(created)) => {
+            state.limit.on_success(created.dop_hint);
+            return;
+        }
+        Err(e) if e.kind() == ErrorKind::DuplicateKey => {
+            state.limit.on_success(None);
+            return;
+        }
+        Err(e) => match e.kind() {
+            ErrorKind::Throttled { retry_after } => retry_after,
+            _ => return,
+        },
+        Ok(_) => return,
+    };
+    crate::metrics::throttled("dataverse");
+    let until = OffsetDateTime::now_utc() + retry_after.unwrap_or(attempt::DEFAULT_PAUSE);
+    state.limit.on_throttled();
+    state.pauses.pause(d.destination, until);
+    if let Err(e) = deps.store.pause(&d.org, d.destination, until).await {
+        tracing::warn!(error = %e, "cannot share the pause with other replicas");
+    }
+    tracing::warn!(until = %until, limit = state.limit.limit(), "Dataverse throttled; organization paused");
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+async fn record(deps: &Deps, d: &ClaimedDelivery, decision: Decision, took: Duration) {
+    let outcome = match decision {
+        Decision::Record(outcome) => outcome,
+        Decision::Postpone(until) => {
+            tracing::debug!(until = %until, "organization paused; delivery postponed");
+            if let Err(e) = deps.store.release(d, Some(until)).await {
+                tracing::warn!(error = %e, "cannot release; its lease will expire");
+            }
+            return;
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let label = match &outcome {
+        AttemptOutcome::Delivered { remote_ref, .. } => {
+            tracing::info!(record = %remote_ref, "lead delivered");
+            "delivered"
+        }
+        AttemptOutcome::Retry {
+            error,
+            next_attempt_at,
+            ..
+        } => {
+            tracing::warn!(
+                error = %error,
+                retry_in_s = (*next_attempt_at - now).whole_seconds(),
+                "delivery failed; will retry"
+            );
+            "retry"
+        }
+        AttemptOutcome::Dead { error, .. } => {
+            tracing::error!(error = %error, "delivery failed permanently; dead-lettered");
+            "dead"
+        }
+    };
+    crate::metrics::delivery_attempt(d.org.as_str(), d.destination.as_str(), label, took);
+    match deps.store.record_attempt(d, now, &outcome).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("lease expired before the outcome was recorded"),
+        // The lease runs out and the delivery is tried again; the
+        // client-generated record id keeps that from creating a duplicate.
+        Err(e) => tracing::error!(error = %e, "cannot record the delivery outcome"),
+    }
 }

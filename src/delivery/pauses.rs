@@ -1,34 +1,32 @@
-//! Organizations this process knows to be throttled, checked right before a
-//! request goes out (the store's copy keeps other replicas from claiming).
+//! When an organization's destinations are paused (throttled) in this
+//! process, checked right before a request goes out. The store keeps the
+//! shared copy, which stops other replicas from claiming.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::lead::OrgName;
 use crate::store::Destination;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Pauses {
-    until: Arc<Mutex<HashMap<(OrgName, Destination), OffsetDateTime>>>,
+    until: Mutex<HashMap<Destination, OffsetDateTime>>,
 }
 
 impl Pauses {
     /// Extends, never shortens, a pause.
-    pub fn pause(&self, org: &OrgName, destination: Destination, until: OffsetDateTime) {
+    pub fn pause(&self, destination: Destination, until: OffsetDateTime) {
         let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.entry((org.clone(), destination)).or_insert(until);
+        let entry = map.entry(destination).or_insert(until);
         if *entry < until {
             *entry = until;
         }
     }
 
-    pub fn paused_until(&self, org: &OrgName, destination: Destination) -> Option<OffsetDateTime> {
+    pub fn paused_until(&self, destination: Destination) -> Option<OffsetDateTime> {
         let now = OffsetDateTime::now_utc();
         let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(&(org.clone(), destination))
-            .copied()
-            .filter(|until| *until > now)
+        map.get(&destination).copied().filter(|until| *until > now)
     }
 }

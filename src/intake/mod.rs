@@ -20,6 +20,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
+use crate::ids::LeadId;
 use crate::lead::{Lead, OrgName, ParseError, fingerprint};
 use crate::store::{Destination, Inserted, NewLead, Store};
 
@@ -86,7 +87,10 @@ pub fn routes(
                     Ok(Received::Duplicate(_)) => "duplicate",
                     Err(e) => e.code(),
                 };
-                crate::metrics::lead_received(intake.secrets.configured(&org), outcome);
+                crate::metrics::lead_received(
+                    intake.secrets.configured(&org).map(OrgName::as_str),
+                    outcome,
+                );
                 let mut response = match result {
                     Ok(Received::Accepted(id)) => warp::reply::with_status(
                         warp::reply::json(&json!({"id": id, "status": "accepted"})),
@@ -120,6 +124,11 @@ struct Request<'a> {
     request_id: &'a str,
 }
 
+#[tracing::instrument(
+    name = "lead",
+    skip_all,
+    fields(request_id = req.request_id, lead_id = tracing::field::Empty)
+)]
 async fn receive<S, B>(intake: &Intake, req: Request<'_>, body: S) -> Result<Received, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
@@ -166,7 +175,8 @@ where
         ParseError::Lead(e) => ApiError::InvalidLead(e.to_string()),
     })?;
 
-    let id = Uuid::now_v7();
+    let id = LeadId::generate();
+    tracing::Span::current().record("lead_id", tracing::field::display(id));
     let new = NewLead {
         id,
         org: org.clone(),
@@ -206,9 +216,9 @@ where
 /// What a stored (or recognised) lead is answered with.
 enum Received {
     /// `202`: the id of the new lead.
-    Accepted(Uuid),
+    Accepted(LeadId),
     /// `200`: the id of the lead this one repeats.
-    Duplicate(Uuid),
+    Duplicate(LeadId),
 }
 
 /// `application/json`, any parameters, and `+json` types.

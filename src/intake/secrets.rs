@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
 
 use crate::config::Organization;
 use crate::lead::OrgName;
@@ -42,11 +41,11 @@ impl EndpointSecrets {
         match secrets {
             Some(list) => {
                 for s in list {
-                    ok |= s.expose_secret().as_bytes().ct_eq(code);
+                    ok |= crate::secret::matches(s, code);
                 }
             }
             None => {
-                let _ = DUMMY.as_bytes().ct_eq(code);
+                let _ = crate::secret::matches(&SecretString::from(DUMMY), code);
             }
         }
         if bool::from(ok) && !code.is_empty() {

@@ -5,10 +5,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::parse::BIND_SUFFIX;
-use super::target::{Attribute, EntityMetadata};
 use super::template::Part;
-use super::{Derived, FieldSpec, Mapping, Source, SourcePath, Transform, truncate};
+use super::{BIND_SUFFIX, FieldSpec, Mapping, Source, Transform, truncate};
+use crate::entity::{Attribute, EntityMetadata};
 
 /// A value that was cut to its column's MaxLength.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,25 +40,6 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Longest text the derived values can produce; `None`: unbounded.
-fn derived_max_chars(d: Derived) -> Option<usize> {
-    match d {
-        Derived::LeadId => Some(36),
-        Derived::Org => Some(63),
-        // RFC 3339 with nanoseconds and an offset.
-        Derived::ReceivedAt => Some(35),
-        Derived::IsTest => Some(5),
-        Derived::Source | Derived::Action | Derived::Offer => None,
-    }
-}
-
-fn path_max_chars(p: &SourcePath) -> Option<usize> {
-    match p {
-        SourcePath::Lead(_) => None,
-        SourcePath::Derived(d) => derived_max_chars(*d),
-    }
-}
-
 fn text_len(v: &Value) -> usize {
     match v {
         Value::String(s) => s.chars().count(),
@@ -72,12 +52,12 @@ impl FieldSpec {
     /// The longest text this field can render, or `None` when the lead decides.
     fn max_chars(&self) -> Option<usize> {
         let mut bound = match &self.source {
-            Source::Path(p) => path_max_chars(p),
+            Source::Path(p) => p.max_chars(),
             Source::Template(t) => t.parts().iter().try_fold(0usize, |acc, part| {
                 Some(
                     acc + match part {
                         Part::Text(s) => s.chars().count(),
-                        Part::Field(p) => path_max_chars(p)?,
+                        Part::Field(p) => p.max_chars()?,
                     },
                 )
             }),
@@ -312,7 +292,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::mapping::OptionValue;
+    use crate::entity::OptionValue;
 
     /// A default organization's lead columns, as the Dataverse client reads them.
     fn lead_metadata() -> EntityMetadata {

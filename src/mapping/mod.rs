@@ -7,10 +7,8 @@
 
 mod columns;
 mod parse;
-mod registry;
-mod target;
+mod source;
 mod template;
-pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,18 +16,19 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
+use crate::ids::{LeadId, RecordId};
 use crate::lead::{Lead, OrgName};
 
 pub use columns::{Cut, Finding, Severity};
-pub use registry::MappingRegistry;
-pub use target::{Attribute, EntityMetadata, OptionValue};
+use source::SourcePath;
 use template::Template;
 
 /// The Dataverse entity set a mapping writes to unless it says otherwise.
 pub const DEFAULT_ENTITY_SET: &str = "leads";
+
+/// The suffix of a lookup column set by reference (`ownerid@odata.bind`).
+const BIND_SUFFIX: &str = "@odata.bind";
 
 /// A validated mapping file.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,45 +59,6 @@ enum Source {
     },
 }
 
-/// Where a value is read from: the lead document, or a value leadbridge derives.
-#[derive(Debug, Clone, PartialEq)]
-enum SourcePath {
-    Lead(String),
-    Derived(Derived),
-}
-
-/// Values that are not fields of the payload but that users map all the time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Derived {
-    /// The source part of `LeadSource` (`AzureMarketplace`), or all of it.
-    Source,
-    /// `ActionCode`, or the action part of `LeadSource` when `ActionCode` is absent.
-    Action,
-    /// The `publisherid.offerid` part of `LeadSource`.
-    Offer,
-    /// `true` for Partner Center test leads.
-    IsTest,
-    LeadId,
-    Org,
-    ReceivedAt,
-}
-
-impl Derived {
-    const ALL: [(&'static str, Derived); 7] = [
-        ("$source", Derived::Source),
-        ("$action", Derived::Action),
-        ("$offer", Derived::Offer),
-        ("$is_test", Derived::IsTest),
-        ("$lead_id", Derived::LeadId),
-        ("$org", Derived::Org),
-        ("$received_at", Derived::ReceivedAt),
-    ];
-
-    fn names() -> String {
-        Self::ALL.map(|(n, _)| n).join(", ")
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transform {
     Trim,
@@ -111,7 +71,7 @@ enum Transform {
 #[derive(Debug, Clone)]
 pub struct RenderContext<'a> {
     pub lead: &'a Lead,
-    pub lead_id: Uuid,
+    pub lead_id: LeadId,
     pub org: &'a OrgName,
     pub received_at: OffsetDateTime,
 }
@@ -127,7 +87,7 @@ pub struct Record {
 impl Record {
     /// Sets the client-generated primary key, which makes a retried create
     /// idempotent: Dataverse refuses a second record with the same key.
-    pub fn with_primary_key(mut self, id: Uuid) -> Self {
+    pub fn with_primary_key(mut self, id: RecordId) -> Self {
         self.body
             .insert(self.primary_key.clone(), Value::String(id.to_string()));
         self
@@ -239,28 +199,6 @@ impl FieldSpec {
         };
         let present = mapped.filter(|v| !matches!(v, Value::String(s) if s.is_empty()));
         present.or_else(|| self.default.clone())
-    }
-}
-
-impl SourcePath {
-    fn resolve(&self, ctx: &RenderContext<'_>) -> Option<String> {
-        let lead = ctx.lead;
-        match self {
-            SourcePath::Lead(path) => lead.lookup(path),
-            SourcePath::Derived(d) => match d {
-                Derived::Source => lead.lead_source.as_ref().map(|s| s.source.clone()),
-                Derived::Action => lead
-                    .action_code
-                    .as_ref()
-                    .map(|a| a.as_str().to_owned())
-                    .or_else(|| lead.lead_source.as_ref().and_then(|s| s.action.clone())),
-                Derived::Offer => lead.lead_source.as_ref().and_then(|s| s.offer.clone()),
-                Derived::IsTest => Some(lead.is_test.to_string()),
-                Derived::LeadId => Some(ctx.lead_id.to_string()),
-                Derived::Org => Some(ctx.org.to_string()),
-                Derived::ReceivedAt => ctx.received_at.format(&Rfc3339).ok(),
-            },
-        }
     }
 }
 

@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 
+use super::source::SourcePath;
 use super::template::Template;
-use super::{
-    DEFAULT_ENTITY_SET, Derived, FieldSpec, Mapping, MappingIssue, Source, SourcePath, Transform,
-};
+use super::{BIND_SUFFIX, DEFAULT_ENTITY_SET, FieldSpec, Mapping, MappingIssue, Source, Transform};
 
-pub(super) const BIND_SUFFIX: &str = "@odata.bind";
 const TOP_KEYS: [&str; 3] = ["entity_set", "primary_key", "fields"];
 const SOURCE_KEYS: [&str; 4] = ["from", "template", "value", "bind"];
 const FIELD_KEYS: [&str; 7] = [
@@ -142,7 +140,7 @@ fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<Field
     let is_bind_target = target.ends_with(BIND_SUFFIX);
     // A bare string is a source path: `firstname: UserDetails.FirstName`.
     if let Some(path) = v.as_str() {
-        return match source_path(path) {
+        return match SourcePath::parse(path) {
             Ok(p) => Some(FieldSpec {
                 source: Source::Path(p),
                 transforms: Vec::new(),
@@ -237,7 +235,7 @@ fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<Field
 
 fn source(kind_key: &str, v: &Yaml, key: &str, issues: &mut Issues) -> Option<Source> {
     match kind_key {
-        "from" => match v.as_str().map(source_path) {
+        "from" => match v.as_str().map(SourcePath::parse) {
             Some(Ok(p)) => Some(Source::Path(p)),
             Some(Err(e)) => {
                 issues.push(key, e);
@@ -473,38 +471,6 @@ fn identifier(v: &Yaml, key: &str, issues: &mut Issues) -> Option<String> {
             );
             None
         }
-    }
-}
-
-/// Parses `UserDetails.Email` or `$source`.
-pub(super) fn source_path(s: &str) -> Result<SourcePath, String> {
-    let s = s.trim();
-    if s.starts_with('$') {
-        return Derived::ALL
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|(_, d)| SourcePath::Derived(*d))
-            .ok_or_else(|| {
-                format!(
-                    "unknown derived value `{s}`; expected one of {}",
-                    Derived::names()
-                )
-            });
-    }
-    let ok = !s.is_empty()
-        && s.split('.').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        });
-    if ok {
-        Ok(SourcePath::Lead(s.to_owned()))
-    } else {
-        Err(format!(
-            "invalid source path `{s}`: use field names joined by dots (UserDetails.Email) or one of {}",
-            Derived::names()
-        ))
     }
 }
 

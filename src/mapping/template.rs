@@ -1,8 +1,7 @@
 //! `"{OfferTitle} ({UserDetails.Company})"`: text with source paths in braces.
 //! `{{` and `}}` stand for literal braces.
 
-use super::SourcePath;
-use super::parse::source_path;
+use super::source::SourcePath;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Template {
@@ -35,7 +34,7 @@ impl Template {
                     let end = rest
                         .find('}')
                         .ok_or_else(|| format!("unclosed '{{' at character {}", i + 1))?;
-                    let path = source_path(rest[..end].trim())?;
+                    let path = SourcePath::parse(rest[..end].trim())?;
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
                     }

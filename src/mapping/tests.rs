@@ -5,6 +5,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::lead::SAMPLE_LEAD_2020;
+use uuid::Uuid;
 
 fn mapping(yaml: &str) -> Mapping {
     Mapping::from_yaml(Path::new("test.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"))
@@ -22,7 +23,7 @@ fn render_value(m: &Mapping, lead: serde_json::Value) -> Map<String, Value> {
     let org = OrgName::parse("contoso").unwrap();
     m.render(&RenderContext {
         lead: &lead,
-        lead_id: Uuid::nil(),
+        lead_id: LeadId::from(Uuid::nil()),
         org: &org,
         received_at: datetime!(2026-11-22 10:00 UTC),
     })
@@ -185,11 +186,11 @@ fn other_entity_sets_and_the_primary_key() {
     let rec = m
         .render(&RenderContext {
             lead: &lead,
-            lead_id: id,
+            lead_id: LeadId::from(id),
             org: &org,
             received_at: datetime!(2026-11-22 10:00 UTC),
         })
-        .with_primary_key(id);
+        .with_primary_key(RecordId::from(id));
     assert_eq!(
         Value::Object(rec.body),
         json!({"lastname": "One", "contactid": id.to_string()})

@@ -7,48 +7,51 @@
 
 mod sql;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
 use crate::lead::OrgName;
 
 pub use sql::SqlStore;
 
 /// Where a lead is delivered to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Destination {
     Dataverse,
 }
 
-impl Destination {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Destination::Dataverse => "dataverse",
-        }
-    }
-}
-
-impl FromStr for Destination {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "dataverse" => Ok(Destination::Dataverse),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown destination {other:?}"
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Where a delivery stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
     Retrying,
@@ -56,40 +59,22 @@ pub enum DeliveryStatus {
     Dead,
 }
 
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Retrying => "retrying",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Dead => "dead",
+macro_rules! as_str {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The name stored in the database and shown to operators.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
         }
-    }
+    )*};
 }
-
-impl fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DeliveryStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "retrying" => Ok(Self::Retrying),
-            "delivered" => Ok(Self::Delivered),
-            "dead" => Ok(Self::Dead),
-            other => Err(StoreError::Corrupt(format!("unknown status {other:?}"))),
-        }
-    }
-}
+as_str!(Destination, DeliveryStatus);
 
 /// A lead accepted by intake, about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewLead {
-    pub id: Uuid,
+    pub id: LeadId,
     pub org: OrgName,
     pub received_at: OffsetDateTime,
     pub request_id: String,
@@ -107,18 +92,18 @@ pub enum Inserted {
     New,
     /// The same document arrived for the same organization within the window.
     Duplicate {
-        original: Uuid,
+        original: LeadId,
     },
 }
 
 /// A delivery reserved for one worker until its lease runs out.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
-    pub id: Uuid,
-    pub lead_id: Uuid,
+    pub id: DeliveryId,
+    pub lead_id: LeadId,
     pub org: OrgName,
     pub destination: Destination,
-    pub record_id: Uuid,
+    pub record_id: RecordId,
     /// Attempts made before this one, in all.
     pub attempts: u32,
     /// Attempts made in the current retry run (a replay starts a new run).
@@ -127,7 +112,7 @@ pub struct ClaimedDelivery {
     pub received_at: OffsetDateTime,
     pub request_id: String,
     pub payload: String,
-    pub lease_token: Uuid,
+    pub lease_token: LeaseToken,
 }
 
 /// What one attempt came to.
@@ -151,12 +136,12 @@ pub enum AttemptOutcome {
 /// A delivery as an operator sees it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryView {
-    pub id: Uuid,
-    pub lead_id: Uuid,
+    pub id: DeliveryId,
+    pub lead_id: LeadId,
     pub org: OrgName,
     pub destination: Destination,
     pub status: DeliveryStatus,
-    pub record_id: Uuid,
+    pub record_id: RecordId,
     pub remote_ref: Option<String>,
     pub attempts: u32,
     #[serde(with = "time::serde::rfc3339")]
@@ -283,11 +268,11 @@ pub trait Store: Send + Sync + 'static {
     /// When the next pending delivery becomes due, if any.
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 
-    async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryView>, StoreError>;
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryView>, StoreError>;
 
-    async fn attempts(&self, delivery_id: Uuid) -> Result<Vec<AttemptView>, StoreError>;
+    async fn attempts(&self, delivery_id: DeliveryId) -> Result<Vec<AttemptView>, StoreError>;
 
-    async fn deliveries_of_lead(&self, lead_id: Uuid) -> Result<Vec<DeliveryView>, StoreError>;
+    async fn deliveries_of_lead(&self, lead_id: LeadId) -> Result<Vec<DeliveryView>, StoreError>;
 
     /// Newest first.
     async fn list_deliveries(
@@ -299,9 +284,9 @@ pub trait Store: Send + Sync + 'static {
     /// attempt renders with the mapping in force then.
     async fn retry(
         &self,
-        ids: &[Uuid],
+        ids: &[DeliveryId],
         now: OffsetDateTime,
-    ) -> Result<Vec<(Uuid, RetryResult)>, StoreError>;
+    ) -> Result<Vec<(DeliveryId, RetryResult)>, StoreError>;
 
     /// Queues every dead delivery (of one organization) again; returns how many.
     async fn retry_all_dead(
@@ -338,8 +323,15 @@ pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("timestamp {ms}: {e}")))
 }
 
-pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("id {s:?}: {e}")))
+pub(crate) fn parse_id<T: std::str::FromStr<Err = uuid::Error>>(s: &str) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("id {s:?}: {e}")))
+}
+
+/// A stored enum name (status, destination) read back.
+pub(crate) fn parse_name<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown {what} {s:?}")))
 }
 
 pub(crate) fn parse_org(s: &str) -> Result<OrgName, StoreError> {

@@ -3,20 +3,19 @@
 //! driver. Queries are written once with `$n` placeholders; the schemas keep
 //! the same column types on both, so only claiming differs.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{
     AttemptOutcome, AttemptView, ClaimedDelivery, DeliveryFilter, DeliveryStatus, DeliveryView,
     Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store, StoreError,
-    from_millis, parse_org, parse_uuid, to_millis,
+    from_millis, parse_id, parse_name, parse_org, to_millis,
 };
+use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
 use crate::lead::OrgName;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -117,29 +116,29 @@ const VIEW: &str = "SELECT d.id, d.lead_id, d.org, d.destination, d.status, d.re
 
 fn claimed(row: &AnyRow) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
-        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-        lead_id: parse_uuid(&row.try_get::<String, _>("lead_id")?)?,
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        lead_id: parse_id(&row.try_get::<String, _>("lead_id")?)?,
         org: parse_org(&row.try_get::<String, _>("org")?)?,
-        destination: row.try_get::<String, _>("destination")?.parse()?,
-        record_id: parse_uuid(&row.try_get::<String, _>("record_id")?)?,
+        destination: parse_name("destination", &row.try_get::<String, _>("destination")?)?,
+        record_id: parse_id(&row.try_get::<String, _>("record_id")?)?,
         attempts: count(row.try_get("attempts")?),
         retry_attempts: count(row.try_get("retry_attempts")?),
         retry_started_at: from_millis(row.try_get("retry_started_at")?)?,
         received_at: from_millis(row.try_get("received_at")?)?,
         request_id: row.try_get("request_id")?,
         payload: row.try_get("payload")?,
-        lease_token: parse_uuid(&row.try_get::<String, _>("lease_token")?)?,
+        lease_token: parse_id(&row.try_get::<String, _>("lease_token")?)?,
     })
 }
 
 fn view(row: &AnyRow) -> Result<DeliveryView, StoreError> {
     Ok(DeliveryView {
-        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-        lead_id: parse_uuid(&row.try_get::<String, _>("lead_id")?)?,
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        lead_id: parse_id(&row.try_get::<String, _>("lead_id")?)?,
         org: parse_org(&row.try_get::<String, _>("org")?)?,
-        destination: row.try_get::<String, _>("destination")?.parse()?,
-        status: DeliveryStatus::from_str(&row.try_get::<String, _>("status")?)?,
-        record_id: parse_uuid(&row.try_get::<String, _>("record_id")?)?,
+        destination: parse_name("destination", &row.try_get::<String, _>("destination")?)?,
+        status: parse_name("status", &row.try_get::<String, _>("status")?)?,
+        record_id: parse_id(&row.try_get::<String, _>("record_id")?)?,
         remote_ref: row.try_get("remote_ref")?,
         attempts: count(row.try_get("attempts")?),
         next_attempt_at: from_millis(row.try_get("next_attempt_at")?)?,
@@ -193,7 +192,7 @@ impl Store for SqlStore {
                 .await?;
                 tx.rollback().await?;
                 return Ok(Inserted::Duplicate {
-                    original: parse_uuid(&original)?,
+                    original: parse_id(&original)?,
                 });
             }
         }
@@ -215,11 +214,11 @@ impl Store for SqlStore {
                    retry_started_at, next_attempt_at, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6, $6, $6)",
             ))
-            .bind(Uuid::now_v7().to_string())
+            .bind(DeliveryId::generate().to_string())
             .bind(&id)
             .bind(lead.org.as_str())
             .bind(dest.as_str())
-            .bind(Uuid::new_v4().to_string())
+            .bind(RecordId::generate().to_string())
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -238,7 +237,7 @@ impl Store for SqlStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let token = Uuid::new_v4().to_string();
+        let token = LeaseToken::generate().to_string();
         let claim = match self.dialect {
             // One statement: SQLite's single writer makes the claim atomic.
             Dialect::Sqlite => {
@@ -422,7 +421,7 @@ impl Store for SqlStore {
         next.map(from_millis).transpose()
     }
 
-    async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryView>, StoreError> {
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryView>, StoreError> {
         let row = sqlx::query(self.sql(&format!("{VIEW} WHERE d.id = $1")))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -430,7 +429,7 @@ impl Store for SqlStore {
         row.as_ref().map(view).transpose()
     }
 
-    async fn attempts(&self, delivery_id: Uuid) -> Result<Vec<AttemptView>, StoreError> {
+    async fn attempts(&self, delivery_id: DeliveryId) -> Result<Vec<AttemptView>, StoreError> {
         let rows = sqlx::query(self.sql(
             "SELECT attempted_at, outcome, http_status, error FROM attempts \
              WHERE delivery_id = $1 ORDER BY id",
@@ -452,7 +451,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn deliveries_of_lead(&self, lead_id: Uuid) -> Result<Vec<DeliveryView>, StoreError> {
+    async fn deliveries_of_lead(&self, lead_id: LeadId) -> Result<Vec<DeliveryView>, StoreError> {
         let rows = sqlx::query(self.sql(&format!(
             "{VIEW} WHERE d.lead_id = $1 ORDER BY d.destination"
         )))
@@ -484,9 +483,9 @@ impl Store for SqlStore {
 
     async fn retry(
         &self,
-        ids: &[Uuid],
+        ids: &[DeliveryId],
         now: OffsetDateTime,
-    ) -> Result<Vec<(Uuid, RetryResult)>, StoreError> {
+    ) -> Result<Vec<(DeliveryId, RetryResult)>, StoreError> {
         let now_ms = to_millis(now);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use leadbridge::config::Settings;
+use leadbridge::ids::{LeadId, RecordId};
 use leadbridge::startup::Application;
 use leadbridge::store::{DeliveryStatus, DeliveryView};
 use serde_json::{Value, json};
@@ -192,7 +193,7 @@ impl TestApp {
     }
 
     /// Posts a lead and returns its id from the 202 answer.
-    pub async fn accept_lead(&self, body: &str) -> Uuid {
+    pub async fn accept_lead(&self, body: &str) -> LeadId {
         let r = self.post_lead(body).await;
         assert_eq!(r.status(), 202, "lead not accepted");
         let v: Value = r.json().await.expect("json answer");
@@ -200,7 +201,7 @@ impl TestApp {
         v["id"].as_str().and_then(|s| s.parse().ok()).expect("id")
     }
 
-    pub async fn deliveries(&self, lead_id: Uuid) -> Vec<DeliveryView> {
+    pub async fn deliveries(&self, lead_id: LeadId) -> Vec<DeliveryView> {
         let store = self.app.as_ref().expect("running").store();
         store.deliveries_of_lead(lead_id).await.expect("store read")
     }
@@ -208,7 +209,7 @@ impl TestApp {
     /// Waits until the lead's delivery reaches `status`.
     pub async fn wait_for(
         &self,
-        lead_id: Uuid,
+        lead_id: LeadId,
         status: DeliveryStatus,
         within: Duration,
     ) -> DeliveryView {
@@ -251,7 +252,7 @@ impl TestApp {
     }
 
     /// The JSON body Dataverse received for the record `record_id`.
-    pub async fn sent_record(&self, record_id: Uuid) -> Value {
+    pub async fn sent_record(&self, record_id: RecordId) -> Value {
         self.requests_to(&self.dataverse, LEADS_PATH)
             .await
             .iter()
@@ -260,8 +261,8 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no Dataverse request for record {record_id}"))
     }
 
-    pub fn mappings(&self) -> std::sync::Arc<leadbridge::mapping::MappingRegistry> {
-        self.app.as_ref().expect("running").mappings()
+    pub fn mappings(&self) -> std::sync::Arc<leadbridge::delivery::Organizations> {
+        self.app.as_ref().expect("running").organizations()
     }
 
     pub async fn requests_to(&self, server: &MockServer, path_: &str) -> Vec<Request> {

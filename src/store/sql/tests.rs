@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::lead::OrgName;
+use uuid::Uuid;
 
 /// A fresh store of each available backend.
 async fn stores(dir: &tempfile::TempDir) -> Vec<(&'static str, SqlStore)> {
@@ -37,7 +38,7 @@ async fn fresh_postgres_database(base: &str) -> String {
 
 fn lead(at: OffsetDateTime, fingerprint: &str) -> NewLead {
     NewLead {
-        id: Uuid::now_v7(),
+        id: LeadId::generate(),
         org: OrgName::parse("contoso").unwrap(),
         received_at: at,
         request_id: "req-1".into(),
@@ -246,12 +247,15 @@ async fn dead_letters_are_listed_and_replayed() {
         };
         assert!(s.list_deliveries(&pending).await.unwrap().is_empty());
 
-        let res = s.retry(&[listed[0].id, Uuid::nil()], now).await.unwrap();
+        let res = s
+            .retry(&[listed[0].id, DeliveryId::from(Uuid::nil())], now)
+            .await
+            .unwrap();
         assert_eq!(
             res,
             vec![
                 (listed[0].id, RetryResult::Queued),
-                (Uuid::nil(), RetryResult::NotFound)
+                (DeliveryId::from(Uuid::nil()), RetryResult::NotFound)
             ],
             "{name}"
         );

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::MappingRegistry;
+use crate::delivery::Organizations;
 use crate::lead::OrgName;
 
 /// Quiet time after the last change before reloading: one kubelet swap or
@@ -36,16 +36,18 @@ pub struct WatchError {
     source: notify::Error,
 }
 
-/// Starts watching every mapping directory of `registry`; the task ends when
-/// `shutdown` is cancelled, and the watch with it.
+/// Starts watching every organization's mapping directory; the task ends
+/// when `shutdown` is cancelled, and the watch with it.
 pub fn spawn(
-    registry: Arc<MappingRegistry>,
+    registry: Arc<Organizations>,
     debounce: Duration,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, WatchError> {
     let mut dirs: HashMap<PathBuf, Vec<OrgName>> = HashMap::new();
-    for (org, path) in registry.files() {
-        dirs.entry(dir_of(&path)).or_default().push(org);
+    for org in registry.all() {
+        dirs.entry(dir_of(org.mapping_file()))
+            .or_default()
+            .push(org.name().clone());
     }
     let (tx, rx) = mpsc::unbounded_channel();
     // Called on notify's own thread; an unbounded send never blocks it.
@@ -75,7 +77,7 @@ async fn run(
     _watcher: RecommendedWatcher,
     mut events: mpsc::UnboundedReceiver<notify::Result<Event>>,
     dirs: HashMap<PathBuf, Vec<OrgName>>,
-    registry: Arc<MappingRegistry>,
+    registry: Arc<Organizations>,
     debounce: Duration,
     shutdown: CancellationToken,
 ) {
@@ -139,11 +141,14 @@ fn touched_dirs(
     }
 }
 
-fn reload(registry: &MappingRegistry, org: &OrgName) {
-    let file = registry.path(org).unwrap_or_default();
-    match registry.reload(org) {
+fn reload(registry: &Organizations, org: &OrgName) {
+    let file = registry
+        .get(org)
+        .map(|o| o.mapping_file().to_owned())
+        .unwrap_or_default();
+    match registry.reload_mapping(org) {
         Ok(true) => {
-            crate::metrics::mapping_reloaded(org, true);
+            crate::metrics::mapping_reloaded(org.as_str(), true);
             tracing::info!(
                 %org,
                 file = %file.display(),
@@ -154,7 +159,7 @@ fn reload(registry: &MappingRegistry, org: &OrgName) {
         Ok(false) => tracing::debug!(%org, file = %file.display(), "mapping unchanged"),
         // The error names the file, the key and the reason.
         Err(e) => {
-            crate::metrics::mapping_reloaded(org, false);
+            crate::metrics::mapping_reloaded(org.as_str(), false);
             tracing::error!(
                 %org,
                 file = %file.display(),

@@ -1,5 +1,10 @@
 //! What the outbound clients (Entra ID, Dataverse) share: one configured
-//! reqwest client and the reading of `Retry-After`.
+//! reqwest client, the reading of `Retry-After`, the wording of network
+//! failures and the error vocabulary ([`ErrorKind`], [`RemoteError`]).
+
+mod error;
+
+pub use error::{ErrorKind, RemoteError};
 
 use std::time::Duration;
 
@@ -27,6 +32,37 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = OffsetDateTime::parse(value, &Rfc2822).ok()?;
     let wait = at - OffsetDateTime::now_utc();
     Some(wait.try_into().unwrap_or(Duration::ZERO))
+}
+
+/// A network failure in a few words and its causes, without the URL (which
+/// can carry a secret in a query string) and without the request body.
+pub fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    std::iter::once(kind.to_owned())
+        .chain(causes(e))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The messages of an error's sources, outermost first.
+pub fn causes(e: &dyn std::error::Error) -> Vec<String> {
+    std::iter::successors(e.source(), |s| s.source())
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Timeouts and connection failures: always worth another try.
+pub fn network_error(service: &str, e: &reqwest::Error) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Transient { retry_after: None },
+        format!("{service}: {}", describe(e)),
+    )
 }
 
 #[cfg(test)]

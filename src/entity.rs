@@ -1,5 +1,7 @@
-//! What a mapping writes into: the columns of one entity as the organization
-//! describes them. Plain data; the Dataverse client fills it in.
+//! What a record is written into: the columns of one entity as the
+//! organization describes them. Plain data shared by the two sides that must
+//! not know each other: the Dataverse client fills it in from the metadata
+//! API, the mapping measures itself against it.
 
 use std::collections::BTreeMap;
 
