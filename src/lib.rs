@@ -6,7 +6,7 @@
 //! are the two halves of a lead's path; `admin`, `startup` and the rest wire
 //! and watch them.
 
-pub mod admin;
+mod admin;
 pub mod auth;
 pub mod check;
 pub mod config;
@@ -15,11 +15,11 @@ pub mod delivery;
 pub mod entity;
 mod housekeeping;
 pub mod ids;
-pub mod intake;
+mod intake;
 pub mod lead;
 pub mod mapping;
 mod mapping_watch;
-pub mod metrics;
+mod metrics;
 pub mod outbound;
 mod secret;
 pub mod startup;

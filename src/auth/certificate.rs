@@ -21,10 +21,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// How long a client assertion is valid: Entra accepts at most 10 minutes.
-pub const ASSERTION_LIFETIME_SECS: i64 = 600;
+pub(crate) const ASSERTION_LIFETIME_SECS: i64 = 600;
 
 /// `client_assertion_type` for a JWT client assertion (RFC 7523).
-pub const JWT_BEARER_ASSERTION_TYPE: &str =
+pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The JWT signature algorithm and the matching thumbprint header.

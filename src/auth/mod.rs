@@ -52,10 +52,6 @@ impl AccessToken {
     pub fn bearer(&self) -> &str {
         self.secret.expose_secret()
     }
-
-    pub fn expires_at(&self) -> Instant {
-        self.expires_at
-    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -135,7 +131,7 @@ impl TokenProvider {
 
     /// Drops `rejected` from the cache (Dataverse answered 401 with it), unless
     /// another caller already replaced it.
-    pub async fn invalidate(&self, creds: &Credentials, rejected: &AccessToken) {
+    pub(crate) async fn invalidate(&self, creds: &Credentials, rejected: &AccessToken) {
         let slot = self.slot(&token_key(creds));
         let mut guard = slot.lock().await;
         if guard.as_ref().is_some_and(|t| t.serial == rejected.serial) {

@@ -13,9 +13,9 @@ use crate::ids::RecordId;
 use crate::outbound;
 
 pub use crate::outbound::{ErrorKind, RemoteError as DataverseError};
-pub use metadata::{WhoAmI, parse_entity_metadata};
+pub use metadata::WhoAmI;
 
-pub const API_PATH: &str = "api/data/v9.2";
+pub(crate) const API_PATH: &str = "api/data/v9.2";
 
 /// `Cannot insert duplicate key` / `A record with matching key values already exists`.
 const DUPLICATE_KEY_CODE: &str = "0x80040237";

@@ -34,7 +34,7 @@ pub use org::{OrgRuntime, Organizations};
 use retry::RetryPolicy;
 
 /// Everything an attempt needs besides its organization.
-pub struct Deps {
+pub(crate) struct Deps {
     store: Arc<dyn Store>,
     organizations: Arc<Organizations>,
     tokens: TokenProvider,
@@ -47,7 +47,7 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         settings: &Settings,
         organizations: Arc<Organizations>,
@@ -90,14 +90,14 @@ struct Job {
     _slot: Option<Slot>,
 }
 
-pub struct Worker {
+pub(crate) struct Worker {
     deps: Arc<Deps>,
     /// Intake pokes this after storing a lead, so delivery starts at once.
     wake: Arc<Notify>,
 }
 
 impl Worker {
-    pub fn new(deps: Deps, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(deps: Deps, wake: Arc<Notify>) -> Self {
         Self {
             deps: Arc::new(deps),
             wake,
@@ -108,7 +108,7 @@ impl Worker {
     /// those attempts to the end and records them. Returns how many
     /// deliveries it claimed, so that a caller can repeat until the queue has
     /// nothing due.
-    pub async fn run_once(&self) -> usize {
+    pub(crate) async fn run_once(&self) -> usize {
         let mut in_flight = JoinSet::new();
         let (jobs, _) = self.claim(self.deps.settings.concurrency).await;
         let claimed = jobs.len();
@@ -122,7 +122,7 @@ impl Worker {
 
     /// Runs until `shutdown`; then gives attempts in flight `shutdown_grace`
     /// to finish and hands the rest back to the queue.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let settings = &self.deps.settings;
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, ClaimedDelivery> = HashMap::new();

@@ -42,7 +42,7 @@ impl OrgRuntime {
         &self.config.name
     }
 
-    pub fn mapping_file(&self) -> &std::path::Path {
+    pub(crate) fn mapping_file(&self) -> &std::path::Path {
         &self.state.mapping_file
     }
 }
@@ -123,7 +123,7 @@ impl Organizations {
 
     /// Re-reads one organization's mapping file; on error the old mapping
     /// stays in force. `Ok(true)` when the mapping in force changed.
-    pub fn reload_mapping(&self, name: &OrgName) -> Result<bool, MappingError> {
+    pub(crate) fn reload_mapping(&self, name: &OrgName) -> Result<bool, MappingError> {
         let Some(current) = self.get(name) else {
             return Ok(false);
         };

@@ -120,7 +120,11 @@ impl Mapping {
     /// Cuts every string in `body` that is longer than its column's
     /// MaxLength, keeping the field's own ellipsis choice if it has a
     /// truncate transform (a plain cut otherwise). Returns what was cut.
-    pub fn fit_to_limits(&self, body: &mut Map<String, Value>, meta: &EntityMetadata) -> Vec<Cut> {
+    pub(crate) fn fit_to_limits(
+        &self,
+        body: &mut Map<String, Value>,
+        meta: &EntityMetadata,
+    ) -> Vec<Cut> {
         let mut cuts = Vec::new();
         for (column, value) in body.iter_mut() {
             let Value::String(s) = value else { continue };

@@ -25,7 +25,7 @@ use source::SourcePath;
 use template::Template;
 
 /// The Dataverse entity set a mapping writes to unless it says otherwise.
-pub const DEFAULT_ENTITY_SET: &str = "leads";
+pub(crate) const DEFAULT_ENTITY_SET: &str = "leads";
 
 /// The suffix of a lookup column set by reference (`ownerid@odata.bind`).
 const BIND_SUFFIX: &str = "@odata.bind";

@@ -66,7 +66,7 @@ impl RemoteError {
         self
     }
 
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
             ErrorKind::Unauthorized | ErrorKind::Throttled { .. } | ErrorKind::Transient { .. }

@@ -58,7 +58,7 @@ pub fn causes(e: &dyn std::error::Error) -> Vec<String> {
 }
 
 /// Timeouts and connection failures: always worth another try.
-pub fn network_error(service: &str, e: &reqwest::Error) -> RemoteError {
+pub(crate) fn network_error(service: &str, e: &reqwest::Error) -> RemoteError {
     RemoteError::new(
         ErrorKind::Transient { retry_after: None },
         format!("{service}: {}", describe(e)),

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
 use crate::lead::OrgName;
 
-pub use sql::SqlStore;
+pub(crate) use sql::SqlStore;
 
 /// Where a lead is delivered to.
 #[derive(
