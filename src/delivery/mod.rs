@@ -19,7 +19,6 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::auth::TokenProvider;
 use crate::config::{DeliverySettings, Settings};
@@ -280,33 +279,32 @@ fn forget(
 }
 
 /// Attempt, observe, classify, record.
+#[tracing::instrument(
+    name = "delivery",
+    skip_all,
+    fields(
+        lead_id = %job.delivery.lead_id,
+        delivery_id = %job.delivery.id,
+        request_id = %job.delivery.request_id,
+        org = %job.delivery.org,
+        destination = job.delivery.destination.as_str(),
+        attempt = job.delivery.attempts.saturating_add(1),
+    )
+)]
 async fn process(deps: &Deps, job: Job) {
     let d = &job.delivery;
-    let span = tracing::info_span!(
-        "delivery",
-        lead_id = %d.lead_id,
-        delivery_id = %d.id,
-        request_id = %d.request_id,
-        org = %d.org,
-        destination = d.destination.as_str(),
-        attempt = d.attempts.saturating_add(1),
-    );
-    async {
-        let started = Instant::now();
-        let completed = attempt::run(deps, job.org.as_deref(), d).await;
-        if let Some(org) = &job.org {
-            observe(deps, org, d, &completed).await;
-        }
-        let decision = attempt::classify(
-            completed,
-            d,
-            deps.policy(d.destination),
-            OffsetDateTime::now_utc(),
-        );
-        record(deps, d, decision, started.elapsed()).await;
+    let started = Instant::now();
+    let completed = attempt::run(deps, job.org.as_deref(), d).await;
+    if let Some(org) = &job.org {
+        observe(deps, org, d, &completed).await;
     }
-    .instrument(span)
-    .await;
+    let decision = attempt::classify(
+        completed,
+        d,
+        deps.policy(d.destination),
+        OffsetDateTime::now_utc(),
+    );
+    record(deps, d, decision, started.elapsed()).await;
 }
 
 /// What an answer teaches about the organization, whatever becomes of the
