@@ -2,7 +2,6 @@
 
 pub mod admin;
 pub mod auth;
-pub mod check;
 pub mod config;
 pub mod dataverse;
 pub mod delivery;
