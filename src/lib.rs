@@ -8,7 +8,6 @@
 
 mod admin;
 pub mod auth;
-pub mod check;
 pub mod config;
 pub mod dataverse;
 pub mod delivery;

@@ -4,31 +4,97 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
+use clap::Subcommand;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use leadbridge::config::Settings;
 use leadbridge::ids::DeliveryId;
 use leadbridge::lead::OrgName;
 use leadbridge::store::{
     AttemptView, DeliveryFilter, DeliveryStatus, DeliveryView, RetryResult, Store,
 };
 
-pub struct ListArgs {
-    pub status: Option<DeliveryStatus>,
-    pub org: Option<OrgName>,
-    pub limit: u32,
-    pub json: bool,
+use super::ConfigArg;
+
+// Global, so that `deliveries list --config FILE` works as well as
+// `deliveries --config FILE list`.
+#[derive(clap::Args)]
+#[command(mut_arg("config", |config| config.global(true)))]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    command: Command,
 }
 
-pub async fn list(store: &dyn Store, args: ListArgs) -> anyhow::Result<()> {
-    let rows = store
-        .list_deliveries(&DeliveryFilter {
-            status: args.status,
-            org: args.org,
-            limit: args.limit,
-        })
-        .await?;
-    if args.json {
+#[derive(Subcommand)]
+enum Command {
+    /// Newest first.
+    List {
+        #[arg(long, value_parser = parse_status)]
+        status: Option<DeliveryStatus>,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One delivery with its attempt history.
+    Show {
+        id: DeliveryId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue deliveries for another attempt now, with the mapping in force.
+    Retry {
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        ids: Vec<DeliveryId>,
+        /// Every dead delivery (of --org).
+        #[arg(long)]
+        all_dead: bool,
+        #[arg(long, requires = "all_dead")]
+        org: Option<String>,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config.path)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = leadbridge::store::connect(&settings.store.url).await?;
+        match args.command {
+            Command::List {
+                status,
+                org,
+                limit,
+                json,
+            } => {
+                let filter = DeliveryFilter {
+                    status,
+                    org: parse_org(org)?,
+                    limit,
+                };
+                list(store.as_ref(), &filter, json).await
+            }
+            Command::Show { id, json } => show(store.as_ref(), id, json).await,
+            Command::Retry { ids, all_dead, org } => {
+                retry(store.as_ref(), &ids, all_dead, parse_org(org)?.as_ref()).await
+            }
+        }
+    })
+}
+
+/// Checked here rather than by a clap value parser, so that a bad name
+/// exits 1 with the library's message, like every other refusal.
+fn parse_org(org: Option<String>) -> anyhow::Result<Option<OrgName>> {
+    Ok(org.as_deref().map(OrgName::parse).transpose()?)
+}
+
+async fn list(store: &dyn Store, filter: &DeliveryFilter, json: bool) -> anyhow::Result<()> {
+    let rows = store.list_deliveries(filter).await?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
@@ -54,7 +120,7 @@ pub async fn list(store: &dyn Store, args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn show(store: &dyn Store, id: DeliveryId, json: bool) -> anyhow::Result<()> {
+async fn show(store: &dyn Store, id: DeliveryId, json: bool) -> anyhow::Result<()> {
     let Some(d) = store.delivery(id).await? else {
         bail!("no delivery {id}");
     };
@@ -102,7 +168,7 @@ fn describe(d: &DeliveryView, attempts: &[AttemptView]) -> String {
     out
 }
 
-pub async fn retry(
+async fn retry(
     store: &dyn Store,
     ids: &[DeliveryId],
     all_dead: bool,
@@ -136,7 +202,7 @@ pub async fn retry(
     Ok(())
 }
 
-pub fn parse_status(s: &str) -> anyhow::Result<DeliveryStatus> {
+fn parse_status(s: &str) -> anyhow::Result<DeliveryStatus> {
     s.parse::<DeliveryStatus>()
         .ok()
         .with_context(|| format!("unknown status {s:?}: pending, retrying, delivered or dead"))

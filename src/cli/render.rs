@@ -1,7 +1,7 @@
 //! `leadbridge render --org NAME --lead FILE`: the Dataverse request a lead
 //! would become, without sending anything.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -12,7 +12,25 @@ use leadbridge::ids::{LeadId, RecordId};
 use leadbridge::lead::{Lead, OrgName};
 use leadbridge::mapping::{Mapping, RenderContext};
 
-pub fn run(config: &Path, org: &str, lead_file: &Path) -> anyhow::Result<()> {
+use super::ConfigArg;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The organization whose mapping to use.
+    #[arg(long)]
+    org: String,
+    /// A lead as JSON, as Partner Center sends it.
+    #[arg(long)]
+    lead: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    preview(&args.config.path, &args.org, &args.lead)
+}
+
+fn preview(config: &Path, org: &str, lead_file: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let name = OrgName::parse(org)?;
     let Some(org) = settings.organization(&name) else {

@@ -1,17 +1,38 @@
 //! `leadbridge send-test-lead --url URL [--lead FILE]`: what Partner Center's
 //! Validate button does, from a terminal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use leadbridge::lead::SAMPLE_LEAD_2020;
 
+use super::ConfigArg;
+
 /// Partner Center's own timeout is not documented; a slower answer is a problem anyway.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn run(url: &str, lead_file: Option<&Path>) -> anyhow::Result<()> {
+#[derive(clap::Args)]
+#[command(mut_arg("config", |config| config.hide(true)))]
+pub struct Args {
+    /// The full endpoint URL, `?code=` included.
+    #[arg(long)]
+    url: String,
+    /// The lead to send (default: Microsoft's 2020 sample lead).
+    #[arg(long)]
+    lead: Option<PathBuf>,
+    // Accepted like every verb's, so that a script passing --config to all of
+    // them works here too; not used.
+    #[command(flatten)]
+    _config: ConfigArg,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    send(&args.url, args.lead.as_deref())
+}
+
+fn send(url: &str, lead_file: Option<&Path>) -> anyhow::Result<()> {
     let body = match lead_file {
         Some(path) => {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?

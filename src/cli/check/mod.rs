@@ -1,16 +1,39 @@
 //! `leadbridge check [--live] [--json]`.
 
+mod report;
+
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::json;
 
-use leadbridge::check::{LiveResult, OrgReport};
 use leadbridge::config::Settings;
 use leadbridge::delivery::Organizations;
 use leadbridge::mapping::Severity;
 use leadbridge::outbound;
 
-pub fn run(config: &Path, live: bool, as_json: bool) -> anyhow::Result<()> {
+use self::report::{LiveResult, OrgReport};
+use super::ConfigArg;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also call Entra ID and Dataverse for every live organization.
+    #[arg(long)]
+    live: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let Args {
+        config,
+        live,
+        json: as_json,
+    } = args;
+    let config = config.path.as_path();
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => return invalid(config, as_json, vec![e.to_string()]),
@@ -27,7 +50,7 @@ pub fn run(config: &Path, live: bool, as_json: bool) -> anyhow::Result<()> {
     };
     let reports = if live {
         let http = outbound::build(settings.delivery.request_timeout)?;
-        super::runtime()?.block_on(leadbridge::check::live(&settings, &mappings, http))
+        super::runtime()?.block_on(report::live(&settings, &mappings, http))
     } else {
         settings
             .organizations
@@ -110,16 +133,20 @@ fn print_report(r: &OrgReport) {
             );
             println!("  entity {entity}: {columns} columns in Dataverse's metadata");
             for f in findings {
-                let severity = match f.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                    Severity::Note => "note",
-                };
-                println!("  {severity}: {}: {}", f.key, f.message);
+                println!("  {}: {}: {}", serde_name(&f.severity), f.key, f.message);
             }
             if findings.iter().all(|f| f.severity == Severity::Note) {
                 println!("  every mapped column exists and fits");
             }
         }
+    }
+}
+
+/// A unit variant's name as its serde derive spells it, so the text output
+/// uses the same words as `--json`.
+fn serde_name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
     }
 }

@@ -1,15 +1,15 @@
 //! `leadbridge check --live`: for every live organization, get a token, call
 //! `WhoAmI`, read the target entity's column metadata and measure the
-//! mapping against it. The report is data; the binary prints it as text or
-//! JSON.
+//! mapping against it. The report is data, so that `--json` and the text
+//! output cannot say different things; the parent module prints it.
 
 use serde::Serialize;
 
-use crate::auth::TokenProvider;
-use crate::config::{Organization, Settings};
-use crate::dataverse::{DataverseClient, WhoAmI};
-use crate::delivery::Organizations;
-use crate::mapping::{Finding, Severity};
+use leadbridge::auth::TokenProvider;
+use leadbridge::config::{Organization, Settings};
+use leadbridge::dataverse::{DataverseClient, WhoAmI};
+use leadbridge::delivery::Organizations;
+use leadbridge::mapping::{Finding, Severity};
 
 /// One organization's part of the report.
 #[derive(Debug, Clone, Serialize)]
