@@ -1,10 +1,14 @@
 //! Layered configuration: built-in defaults, then the TOML file, then
 //! `LEADBRIDGE__SECTION__KEY` environment variables. Everything is checked at
 //! load and turned into typed values; an invalid config never starts.
+//!
+//! The typed settings serialize with every secret redacted, so the view that
+//! `GET /admin/config` shows follows the types as fields are added
+//! ([`Settings::redacted`]).
 
 mod credentials;
 mod raw;
-mod redact;
+pub(crate) mod redact;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -17,7 +21,7 @@ use std::time::Duration;
 
 use config::{Environment, File, FileFormat};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::lead::OrgName;
@@ -33,18 +37,20 @@ pub const PUBLIC_CLOUD_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// Endpoint secrets travel in a URL; shorter ones can be guessed.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// The validated configuration.
-#[derive(Debug, Clone)]
+/// The validated configuration. Serializes with every secret redacted: that
+/// is [`Settings::redacted`], so it can be shown to an operator.
+#[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub store: StoreSettings,
+    #[serde(serialize_with = "redact::delivery")]
     pub delivery: DeliverySettings,
     pub log: LogSettings,
     pub organizations: BTreeMap<OrgName, Organization>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
@@ -76,10 +82,11 @@ impl Default for ServerSettings {
 
 /// The admin listener: `/readyz`, `/metrics`, `/admin/...`. Never exposed
 /// through the Ingress.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Bearer token for `/admin/...`; `None` disables those routes.
+    #[serde(serialize_with = "redact::optional_secret")]
     pub token: Option<SecretString>,
 }
 
@@ -92,12 +99,13 @@ impl Default for AdminSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     /// `sqlite://path/to/file.db` (relative to the working directory),
     /// `sqlite:///abs/path.db`, or `postgres://user:password@host/db` for
     /// several replicas.
+    #[serde(serialize_with = "redact::url_password")]
     pub url: String,
     /// Leads (with their personal data) and their history are deleted this
     /// long after they arrived, once their deliveries are finished.
@@ -114,7 +122,7 @@ impl Default for StoreSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
     /// Deliveries in flight at once, across organizations.
@@ -126,20 +134,23 @@ pub struct DeliverySettings {
     /// Requests per minute per organization at most (Dataverse: 6000 per 5
     /// minutes per user).
     pub org_requests_per_minute: u32,
+    /// How often the worker looks for due retries when nothing wakes it.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// The retry schedule of every destination, unless overridden below;
     /// see [`RetrySettings`].
+    pub max_attempts: Option<u32>,
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_for: Duration,
-    pub max_attempts: Option<u32>,
     /// Per-destination schedules: `[delivery.destinations.dataverse]`.
+    /// Left out here because an override alone does not say what applies:
+    /// the redacted view shows each one merged with the schedule above.
+    #[serde(skip_serializing)]
     pub destinations: BTreeMap<String, RetryOverride>,
-    /// How often the worker looks for due retries when nothing wakes it.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
     /// Timeout of one call to Entra ID or Dataverse.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -159,12 +170,12 @@ impl Default for DeliverySettings {
             concurrency: 32,
             org_concurrency: 8,
             org_requests_per_minute: 1000,
+            poll_interval: Duration::from_secs(1),
+            max_attempts: None,
             backoff_initial: Duration::from_secs(2),
             backoff_max: Duration::from_secs(3600),
             retry_for: Duration::from_secs(72 * 3600),
-            max_attempts: None,
             destinations: BTreeMap::new(),
-            poll_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(20),
@@ -175,10 +186,13 @@ impl Default for DeliverySettings {
 /// Exponential backoff with jitter from `backoff_initial` to `backoff_max`,
 /// for `retry_for` after the lead arrived (or was replayed); then the
 /// delivery is dead-lettered. `max_attempts` optionally caps it sooner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RetrySettings {
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub backoff_initial: Duration,
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub backoff_max: Duration,
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub retry_for: Duration,
     pub max_attempts: Option<u32>,
 }
@@ -217,7 +231,7 @@ impl DeliverySettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     /// `auto` (JSON unless stdout is a terminal), `json` or `text`.
@@ -238,7 +252,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Auto,
@@ -247,15 +261,19 @@ pub enum LogFormat {
 }
 
 /// One Dynamics 365 organization leads are delivered to.
-#[derive(Clone)]
+#[derive(Clone, Serialize)]
 pub struct Organization {
+    /// Not serialized: it is already the key in [`Settings::organizations`].
+    #[serde(skip)]
     pub name: OrgName,
     /// `https://contoso.crm4.dynamics.com`
     pub url: Url,
     /// Render and log, never call Microsoft.
     pub dry_run: bool,
+    #[serde(serialize_with = "redact::path")]
     pub mapping: PathBuf,
     /// Live secrets for `?code=`; several during a rotation.
+    #[serde(serialize_with = "redact::secrets")]
     pub endpoint_secrets: Vec<SecretString>,
     /// `None` only in dry-run mode.
     pub auth: Option<Credentials>,

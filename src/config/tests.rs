@@ -265,6 +265,112 @@ client_secret = "client-secret-value"
 }
 
 #[test]
+fn redacted_view_hides_every_kind_of_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "federated-token-value").unwrap();
+    let toml = format!(
+        r#"
+[admin]
+token = "admin-token-0123456789"
+[store]
+url = "postgres://leadbridge:store-password@db:5432/leads"
+retention = "30days"
+[delivery.destinations.dataverse]
+backoff_initial = "5s"
+max_attempts = 3
+[organizations.contoso]
+url = "https://contoso.crm4.dynamics.com"
+endpoint_secrets = ["endpoint-secret-0123456789", "endpoint-secret-9876543210"]
+[organizations.contoso.auth]
+tenant_id = "t"
+client_id = "c"
+client_secret = "client-secret-value"
+[organizations.fabrikam]
+url = "https://fabrikam.crm.dynamics.com"
+endpoint_secrets = ["endpoint-secret-fabrikam-01"]
+[organizations.fabrikam.auth]
+method = "certificate"
+tenant_id = "t"
+client_id = "c"
+certificate_file = "{cert}"
+[organizations.wi]
+url = "https://wi.crm.dynamics.com"
+endpoint_secrets = ["endpoint-secret-wi-0123456"]
+[organizations.wi.auth]
+method = "workload_identity"
+tenant_id = "t"
+client_id = "c"
+federated_token_file = "{token}"
+[organizations.mi]
+url = "https://mi.crm.dynamics.com"
+endpoint_secrets = ["endpoint-secret-mi-0123456"]
+[organizations.mi.auth]
+method = "managed_identity"
+"#,
+        cert = fixture("client-combined.pem"),
+        token = token.display()
+    );
+    let s = load(&toml, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let v = s.redacted();
+    let text = v.to_string();
+    for secret in [
+        "admin-token-0123456789",
+        "store-password",
+        "endpoint-secret-",
+        "client-secret-value",
+        "PRIVATE",
+        "CERTIFICATE",
+        "federated-token-value",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(v["store"]["url"], "postgres://leadbridge:***@db:5432/leads");
+    assert_eq!(v["store"]["retention"], "30days");
+    let orgs = &v["organizations"];
+    assert_eq!(
+        orgs["contoso"]["endpoint_secrets"],
+        serde_json::json!([REDACTED, REDACTED])
+    );
+    assert_eq!(orgs["contoso"]["auth"]["method"], "client_secret");
+    assert_eq!(orgs["fabrikam"]["auth"]["method"], "certificate");
+    assert_eq!(orgs["fabrikam"]["auth"]["private_key"], REDACTED);
+    assert_eq!(
+        orgs["fabrikam"]["auth"]["scope"],
+        "https://fabrikam.crm.dynamics.com/.default"
+    );
+    assert_eq!(
+        orgs["wi"]["auth"],
+        serde_json::json!({
+            "method": "workload_identity",
+            "authority_host": "https://login.microsoftonline.com/",
+            "tenant_id": "t",
+            "client_id": "c",
+            "scope": "https://wi.crm.dynamics.com/.default",
+        })
+    );
+    assert_eq!(
+        orgs["mi"]["auth"],
+        serde_json::json!({
+            "method": "managed_identity",
+            "imds_endpoint": DEFAULT_IMDS_ENDPOINT,
+            "client_id": null,
+        })
+    );
+    assert!(orgs["mi"].get("name").is_none(), "the name is the key");
+    // An override is shown with what it falls back to, not as the bare override.
+    assert_eq!(
+        v["delivery"]["destinations"]["dataverse"],
+        serde_json::json!({
+            "backoff_initial": "5s",
+            "backoff_max": "1h",
+            "retry_for": "3days",
+            "max_attempts": 3,
+        })
+    );
+}
+
+#[test]
 fn missing_file_is_a_load_error() {
     let err = Settings::load(Path::new("/nonexistent/leadbridge.toml")).unwrap_err();
     assert!(matches!(err, ConfigError::Load { .. }));
