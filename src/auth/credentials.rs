@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use secrecy::SecretString;
+use serde::Serialize;
 use url::Url;
 
 use super::certificate::ClientCertificate;
@@ -12,20 +13,43 @@ use super::certificate::ClientCertificate;
 /// Where IMDS answers on every Azure VM, AKS node and scale set.
 pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
-/// One organization's credentials. Debug output never shows a secret.
-#[derive(Debug, Clone)]
+/// One organization's credentials. Neither Debug output nor serialization
+/// (the redacted configuration view) ever shows a secret.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
 pub enum Credentials {
     /// Client credentials with the app registration's client secret.
-    ClientSecret { app: EntraApp, secret: SecretString },
+    ClientSecret {
+        #[serde(flatten)]
+        app: EntraApp,
+        #[serde(
+            rename = "client_secret",
+            serialize_with = "crate::config::redact::secret"
+        )]
+        secret: SecretString,
+    },
     /// Client credentials with a JWT signed by the app's certificate.
     Certificate {
+        #[serde(flatten)]
         app: EntraApp,
+        /// Shown as `private_key`, the part of it that is secret.
+        #[serde(
+            rename = "private_key",
+            serialize_with = "crate::config::redact::secret"
+        )]
         certificate: Arc<ClientCertificate>,
     },
     /// Client credentials with the Kubernetes service-account token that Azure
     /// Workload Identity projects into the pod. The file is read on every token
     /// request because the kubelet rotates it.
-    WorkloadIdentity { app: EntraApp, token_file: PathBuf },
+    WorkloadIdentity {
+        #[serde(flatten)]
+        app: EntraApp,
+        /// Left out of the configuration view so that its shape stays as
+        /// operators know it; dropping this attribute would show the path.
+        #[serde(skip_serializing)]
+        token_file: PathBuf,
+    },
     /// The Azure Instance Metadata Service of the VM or node we run on.
     ManagedIdentity(ManagedIdentity),
 }
@@ -53,7 +77,7 @@ impl Credentials {
 }
 
 /// An Entra ID app registration and the scope its tokens are asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EntraApp {
     pub authority_host: Url,
     pub tenant_id: String,
@@ -71,11 +95,16 @@ impl EntraApp {
 }
 
 /// A managed identity token request to IMDS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManagedIdentity {
     /// [`DEFAULT_IMDS_ENDPOINT`] unless configured (tests point it at a fake).
+    /// Shown under the configuration key that sets it.
+    #[serde(rename = "imds_endpoint")]
     pub endpoint: Url,
     /// The resource the token is for: the organization URL (no `/.default`).
+    /// Left out of the configuration view: it follows from the organization
+    /// URL (or `auth.scope`), and the view's shape stays as operators know it.
+    #[serde(skip_serializing)]
     pub resource: String,
     /// A user-assigned identity's client id; `None` is the system-assigned one.
     pub client_id: Option<String>,
