@@ -28,7 +28,8 @@ pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The JWT signature algorithm and the matching thumbprint header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "UPPERCASE", ascii_case_insensitive)]
 pub enum AssertionAlg {
     /// RSASSA-PSS with SHA-256 and header `x5t#S256` (what current Entra docs show).
     Ps256,
@@ -38,18 +39,11 @@ pub enum AssertionAlg {
 
 impl AssertionAlg {
     pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "PS256" => Some(Self::Ps256),
-            "RS256" => Some(Self::Rs256),
-            _ => None,
-        }
+        s.trim().parse().ok()
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Self::Ps256 => "PS256",
-            Self::Rs256 => "RS256",
-        }
+        self.into()
     }
 
     fn encoding(self) -> &'static dyn RsaEncoding {

@@ -15,8 +15,9 @@ pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identit
 
 /// One organization's credentials. Neither Debug output nor serialization
 /// (the redacted configuration view) ever shows a secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, strum::IntoStaticStr)]
 #[serde(tag = "method", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Credentials {
     /// Client credentials with the app registration's client secret.
     ClientSecret {
@@ -57,12 +58,7 @@ pub enum Credentials {
 impl Credentials {
     /// For logs and error messages.
     pub fn method(&self) -> &'static str {
-        match self {
-            Self::ClientSecret { .. } => "client_secret",
-            Self::Certificate { .. } => "certificate",
-            Self::WorkloadIdentity { .. } => "workload_identity",
-            Self::ManagedIdentity(_) => "managed_identity",
-        }
+        self.into()
     }
 
     /// The app registration, for every method but managed identity.
