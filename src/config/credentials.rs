@@ -15,7 +15,10 @@ use crate::auth::{
 };
 
 /// The credential kinds `auth.method` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
 enum AuthMethod {
     ClientSecret,
     Certificate,
@@ -24,18 +27,8 @@ enum AuthMethod {
 }
 
 impl AuthMethod {
-    const ALL: [(&'static str, AuthMethod); 4] = [
-        ("client_secret", AuthMethod::ClientSecret),
-        ("certificate", AuthMethod::Certificate),
-        ("workload_identity", AuthMethod::WorkloadIdentity),
-        ("managed_identity", AuthMethod::ManagedIdentity),
-    ];
-
     fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, m)| *m == self)
-            .map_or("?", |(n, _)| n)
+        self.into()
     }
 }
 
@@ -48,13 +41,15 @@ impl RawAuth {
     ) -> Option<Credentials> {
         let method = match self.method.as_deref().map(str::trim) {
             None | Some("") => AuthMethod::ClientSecret,
-            Some(m) => match AuthMethod::ALL.iter().find(|(name, _)| *name == m) {
-                Some((_, method)) => *method,
-                None => {
+            Some(m) => match m.parse::<AuthMethod>() {
+                Ok(method) => method,
+                Err(_) => {
+                    use strum::VariantNames;
                     issue(
                         "auth.method",
                         format!(
-                            "unknown method `{m}`; expected one of client_secret, certificate, workload_identity, managed_identity"
+                            "unknown method `{m}`; expected one of {}",
+                            AuthMethod::VARIANTS.join(", ")
                         ),
                     );
                     return None;
