@@ -4,27 +4,37 @@
 //! cargo bench --bench drain                    # 10,000 leads, SQLite
 //! cargo bench --bench drain -- --leads 2000 --postgres postgres://postgres@127.0.0.1/test
 //!
-//! The fake Dataverse answers after a fixed latency and allows a fixed number
-//! of requests in flight; above that it answers 429 with `Retry-After: 1` and
-//! counts every request that arrives before that second has passed (beyond a
-//! small allowance for requests already on the wire) as a violation.
+//! The fake Dataverse (the integration tests' `tests/common/dataverse.rs`,
+//! served here by warp) answers after a fixed latency and allows a fixed number of requests in
+//! flight; above that it answers 429 with `Retry-After: 1` at once. Every
+//! request that arrives before that second has passed (beyond a small
+//! allowance for requests already on the wire) counts as a violation.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use leadbridge::config::Settings;
 use leadbridge::lead::{OrgName, SAMPLE_LEAD_2020, fingerprint};
 use leadbridge::startup::Application;
 use leadbridge::store::{Destination, NewLead};
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
 use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
+use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Reply;
+
+// The integration tests' fakes of Dataverse and Entra ID.
+#[allow(dead_code)]
+#[path = "../tests/common/dataverse.rs"]
+mod dataverse;
+#[allow(dead_code)]
+#[path = "../tests/common/entra.rs"]
+mod entra;
+
+use dataverse::{FakeDataverse, Plan};
+use entra::{CLIENT_ID, CLIENT_SECRET, TENANT, token_body};
 
 struct Args {
     leads: usize,
@@ -59,83 +69,58 @@ fn args() -> Args {
     a
 }
 
-#[derive(Default)]
-struct Fake {
-    in_flight: AtomicUsize,
-    created: AtomicU64,
-    requests: AtomicU64,
-    throttled: AtomicU64,
-    violations: AtomicU64,
-    /// When the last 429's Retry-After runs out, and when it was sent.
-    blocked: Mutex<Option<(Instant, Instant)>>,
-    peak: AtomicUsize,
-}
-
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+const RETRY_AFTER_S: u64 = 1;
 /// Requests sent before the client could see a 429 may still arrive after it.
 const ON_THE_WIRE: Duration = Duration::from_millis(50);
 
-async fn dataverse(fake: Arc<Fake>, latency: Duration, ceiling: usize) -> warp::reply::Response {
-    fake.requests.fetch_add(1, Ordering::Relaxed);
-    let now = Instant::now();
-    {
-        let blocked = fake.blocked.lock().await;
-        if let Some((until, sent)) = *blocked
-            && now < until
-            && now.duration_since(sent) > ON_THE_WIRE
-        {
-            fake.violations.fetch_add(1, Ordering::Relaxed);
-        }
+/// The Dataverse fake's answer as a warp response, sent after its delay.
+async fn send(fake: FakeDataverse, body: Bytes) -> warp::reply::Response {
+    let (reply, delay) = fake.answer(&body);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
-    let n = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    fake.peak.fetch_max(n, Ordering::Relaxed);
-    let reply = if n > ceiling {
-        fake.throttled.fetch_add(1, Ordering::Relaxed);
-        *fake.blocked.lock().await = Some((now + RETRY_AFTER, now));
-        warp::reply::with_header(
-            warp::reply::with_status(
-                warp::reply::json(&serde_json::json!({"error": {"code": "0x80072326", "message": "Number of concurrent requests exceeded the limit of 52."}})),
-                StatusCode::TOO_MANY_REQUESTS,
-            ),
-            "Retry-After",
-            "1",
-        )
-        .into_response()
-    } else {
-        tokio::time::sleep(latency).await;
-        fake.created.fetch_add(1, Ordering::Relaxed);
-        warp::reply::with_header(
-            StatusCode::NO_CONTENT,
-            "OData-EntityId",
-            "http://fake/api/data/v9.2/leads(00000000-0000-0000-0000-000000000000)",
-        )
-        .into_response()
-    };
-    fake.in_flight.fetch_sub(1, Ordering::SeqCst);
-    reply
+    let (body, content_type) = reply.body.unwrap_or_default();
+    let mut response = body.into_response();
+    *response.status_mut() = StatusCode::from_u16(reply.status).expect("status");
+    let headers = response.headers_mut();
+    headers.remove(CONTENT_TYPE);
+    if !content_type.is_empty() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    for (name, value) in reply.headers {
+        headers.insert(name, HeaderValue::from_str(&value).expect("header value"));
+    }
+    response
 }
 
-async fn start_fake(fake: Arc<Fake>, latency: Duration, ceiling: usize) -> SocketAddr {
-    let token = warp::path!(String / "oauth2" / "v2.0" / "token").and(warp::post()).map(|_t: String| {
-        warp::reply::json(&serde_json::json!({
-            "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "bench-token"
-        }))
-        .into_response()
-    });
+/// Entra ID and Dataverse on one small warp server: wiremock would keep a
+/// copy of every request, which would swamp the peak RSS this measures.
+async fn start_fake(latency: Duration, ceiling: usize) -> (String, FakeDataverse) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake");
+    let base = format!("http://{}", listener.local_addr().expect("fake addr"));
+    let fake = FakeDataverse::at(base.clone())
+        .with_plan(Plan::ConcurrencyLimit {
+            max_in_flight: ceiling,
+            retry_after_s: RETRY_AFTER_S,
+        })
+        .with_latency(latency)
+        .without_bodies();
+    let token = warp::path!(String / "oauth2" / "v2.0" / "token")
+        .and(warp::post())
+        .map(|_tenant: String| warp::reply::json(&token_body("bench-token", 3599)).into_response());
+    let leads_fake = fake.clone();
     let leads = warp::path!("api" / "data" / "v9.2" / "leads")
         .and(warp::post())
-        .and(warp::any().map(move || Arc::clone(&fake)))
-        .then(move |fake| dataverse(fake, latency, ceiling));
+        .and(warp::body::bytes())
+        .then(move |body| send(leads_fake.clone(), body));
     let routes = token
         .or(leads)
         .unify()
         .recover(|_| async { Ok::<_, Infallible>(StatusCode::NOT_FOUND.into_response()) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind fake");
-    let addr = listener.local_addr().expect("fake addr");
     tokio::spawn(warp::serve(routes).incoming(listener).run());
-    addr
+    (base, fake)
 }
 
 fn rss_mib() -> f64 {
@@ -154,8 +139,7 @@ fn rss_mib() -> f64 {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let fake = Arc::new(Fake::default());
-    let fake_addr = start_fake(Arc::clone(&fake), a.latency, a.ceiling).await;
+    let (fake_url, fake) = start_fake(a.latency, a.ceiling).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store_url = match &a.postgres {
         Some(base) => {
@@ -191,14 +175,14 @@ poll_interval = "100ms"
 format = "text"
 level = "warn"
 [organizations.contoso]
-url = "http://{fake_addr}"
+url = "{fake_url}"
 mapping = "{mapping}"
 endpoint_secrets = ["bench-secret-0123456789"]
 [organizations.contoso.auth]
-authority_host = "http://{fake_addr}"
-tenant_id = "t"
-client_id = "c"
-client_secret = "s"
+authority_host = "{fake_url}"
+tenant_id = "{TENANT}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
 "#,
             mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/contoso.yaml"),
         ),
@@ -234,13 +218,14 @@ client_secret = "s"
     let app = Application::build(settings).await.expect("app");
     let total = a.leads as u64;
     let deadline = started + Duration::from_secs(1800);
-    while fake.created.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+    while (fake.record_count() as u64) < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain = started.elapsed();
     app.stop().await;
 
-    let created = fake.created.load(Ordering::Relaxed);
+    let created = fake.record_count() as u64;
+    let log = fake.log();
     println!(
         "backend                 {}",
         if a.postgres.is_some() {
@@ -255,7 +240,7 @@ client_secret = "s"
         fill_time.as_secs_f64()
     );
     println!(
-        "fake Dataverse          {} ms latency, 429 above {} in flight, Retry-After: 1",
+        "fake Dataverse          {} ms latency, 429 above {} in flight, Retry-After: {RETRY_AFTER_S}",
         a.latency.as_millis(),
         a.ceiling
     );
@@ -265,21 +250,15 @@ client_secret = "s"
         "throughput              {:.0} leads/s",
         created as f64 / drain.as_secs_f64()
     );
-    println!(
-        "requests                {}",
-        fake.requests.load(Ordering::Relaxed)
-    );
+    println!("requests                {}", log.len());
     println!(
         "429 answered            {}",
-        fake.throttled.load(Ordering::Relaxed)
+        log.iter().filter(|l| l.status == 429).count()
     );
-    println!(
-        "peak in flight          {}",
-        fake.peak.load(Ordering::Relaxed)
-    );
+    println!("peak in flight          {}", fake.peak_in_flight());
     println!(
         "Retry-After violations  {}",
-        fake.violations.load(Ordering::Relaxed)
+        fake.retry_after_violations(ON_THE_WIRE).len()
     );
     println!(
         "peak RSS                {:.0} MiB (bench process: app + fake)",

@@ -17,50 +17,22 @@ async fn get(t: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
 
 #[tokio::test]
 async fn readyz_is_on_the_admin_listener_only() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let (status, body) = get(&t, "/readyz", None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
-    let public = t
-        .http
-        .get(format!("{}/readyz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let public = t.get_public("/readyz").await;
     assert_eq!(public.status(), 404, "the public listener has no /readyz");
-    let public = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .unwrap();
+    let public = t.get_public("/metrics").await;
     assert_eq!(public.status(), 404, "nor /metrics");
-    let health = t
-        .http
-        .get(format!("{}/healthz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let health = t.get_public("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_without_auth() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     t.accept_lead(sample_2020()).await;
-    let r = t
-        .http
-        .get(format!("{}/metrics", t.admin))
-        .send()
-        .await
-        .unwrap();
+    let r = t.get_admin("/metrics").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"],
@@ -144,8 +116,7 @@ async fn without_a_token_the_admin_api_is_disabled() {
 async fn dead_letters_are_listed_shown_and_replayed_over_the_admin_api() {
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .and(wiremock::matchers::path(LEADS_PATH))
+    on_lead_create()
         .respond_with(dataverse_error(
             400,
             "0x80044331",

@@ -64,12 +64,9 @@ async fn a_certificate_signs_the_client_assertion_and_the_lead_is_delivered() {
         })
         .await;
         mount_token(&t.entra, "cert-token").await;
-        Mock::given(method("POST"))
-            .and(path(LEADS_PATH))
+        on_lead_create()
             .and(header("authorization", "Bearer cert-token"))
-            .respond_with(CreatedResponder {
-                base: t.dataverse.uri(),
-            })
+            .respond_with(FakeDataverse::new(&t.dataverse))
             .mount(&t.dataverse)
             .await;
         let before = now_secs();
@@ -80,7 +77,7 @@ async fn a_certificate_signs_the_client_assertion_and_the_lead_is_delivered() {
             "someone@contoso.com"
         );
 
-        let reqs = t.requests_to(&t.entra, TOKEN_PATH).await;
+        let reqs = t.token_requests().await;
         assert_eq!(reqs.len(), 1);
         let form = form_fields(&reqs[0].body);
         assert_eq!(form["grant_type"], "client_credentials");
@@ -155,15 +152,13 @@ async fn each_assertion_is_new_and_a_refused_certificate_is_permanent() {
     })
     .await;
     // 300 s of life is inside the refresh margin: every delivery asks again.
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(token_ok("short", 300))
         .up_to_n_times(2)
         .with_priority(1)
         .mount(&t.entra)
         .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(entra_error(
             401,
             "invalid_client",
@@ -188,7 +183,7 @@ async fn each_assertion_is_new_and_a_refused_certificate_is_permanent() {
     );
 
     let assertions: Vec<String> = t
-        .requests_to(&t.entra, TOKEN_PATH)
+        .token_requests()
         .await
         .iter()
         .map(|r| form_fields(&r.body)["client_assertion"].clone())
@@ -220,8 +215,7 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
     })
     .await;
     // Inside the refresh margin: each delivery needs a new token.
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(token_ok("wi-token", 300))
         .mount(&t.entra)
         .await;
@@ -236,7 +230,7 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
     let second = t.accept_lead(&next_lead()).await;
     t.wait_for(second, DeliveryStatus::Delivered, WAIT).await;
 
-    let reqs = t.requests_to(&t.entra, TOKEN_PATH).await;
+    let reqs = t.token_requests().await;
     assert_eq!(reqs.len(), 2);
     let forms: Vec<_> = reqs.iter().map(|r| form_fields(&r.body)).collect();
     for f in &forms {
@@ -259,7 +253,7 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
     );
     std::fs::write(&token_file, "federated-token-three").unwrap();
     t.wait_for(third, DeliveryStatus::Delivered, WAIT).await;
-    let reqs = t.requests_to(&t.entra, TOKEN_PATH).await;
+    let reqs = t.token_requests().await;
     assert_eq!(
         form_fields(&reqs.last().unwrap().body)["client_assertion"],
         "federated-token-three"
@@ -268,15 +262,19 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
 
 const IMDS_PATH: &str = "/metadata/identity/oauth2/token";
 
-#[tokio::test]
-async fn managed_identity_asks_imds_and_reads_expires_in_as_a_string() {
-    let t = TestApp::spawn_with(TestConfig {
+/// Managed identity, with the Entra fake standing in for IMDS.
+fn managed_identity() -> TestConfig {
+    TestConfig {
         credential: Some(format!(
             "method = \"managed_identity\"\nimds_endpoint = \"{{entra}}{IMDS_PATH}\""
         )),
         ..TestConfig::default()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn managed_identity_asks_imds_and_reads_expires_in_as_a_string() {
+    let t = TestApp::spawn_with(managed_identity()).await;
     Mock::given(method("GET"))
         .and(path(IMDS_PATH))
         .and(header("metadata", "true"))
@@ -295,37 +293,28 @@ async fn managed_identity_asks_imds_and_reads_expires_in_as_a_string() {
         })))
         .mount(&t.entra)
         .await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(header("authorization", "Bearer mi-token"))
-        .respond_with(CreatedResponder {
-            base: t.dataverse.uri(),
-        })
+        .respond_with(FakeDataverse::new(&t.dataverse))
         .mount(&t.dataverse)
         .await;
     for _ in 0..2 {
         let id = t.accept_lead(&next_lead()).await;
         t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
     }
-    let reqs = t.requests_to(&t.entra, IMDS_PATH).await;
+    let reqs = requests_to(&t.entra, IMDS_PATH).await;
     // Read as 3599 s, the token serves both leads; misread, it would be
     // fetched again for the second.
     assert_eq!(reqs.len(), 1, "the token is cached for its lifetime");
     assert_eq!(reqs[0].headers["metadata"], "true");
     let query: std::collections::HashMap<_, _> = reqs[0].url.query_pairs().into_owned().collect();
     assert_eq!(query["resource"], t.dataverse.uri());
-    assert!(t.requests_to(&t.entra, TOKEN_PATH).await.is_empty());
+    assert!(t.token_requests().await.is_empty());
 }
 
 #[tokio::test]
 async fn managed_identity_errors_are_classified() {
-    let t = TestApp::spawn_with(TestConfig {
-        credential: Some(format!(
-            "method = \"managed_identity\"\nimds_endpoint = \"{{entra}}{IMDS_PATH}\""
-        )),
-        ..TestConfig::default()
-    })
-    .await;
+    let t = TestApp::spawn_with(managed_identity()).await;
     // IMDS answers 404 while it updates itself: retried.
     Mock::given(method("GET"))
         .and(path(IMDS_PATH))
@@ -351,5 +340,5 @@ async fn managed_identity_errors_are_classified() {
         err.contains("invalid_request") && err.contains("Identity not found"),
         "{err}"
     );
-    assert!(t.requests_to(&t.dataverse, LEADS_PATH).await.is_empty());
+    assert!(t.create_requests().await.is_empty());
 }

@@ -2,44 +2,24 @@ use std::time::{Duration, Instant};
 
 use leadbridge::store::DeliveryStatus;
 use serde_json::{Value, json};
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::ResponseTemplate;
+use wiremock::matchers::header;
 
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn expected_body(sample: &str) -> Value {
-    let mut v = json!({
-        "firstname": "Some",
-        "lastname": "One",
-        "emailaddress1": "someone@contoso.com",
-        "telephone1": "16175555555",
-        "address1_country": "USA",
-        "companyname": "Contoso",
-        "jobtitle": "Esquire",
-        "subject": "Test Microsoft",
-    });
-    if sample.contains("Description") {
-        v["description"] = json!("Test run through Power Automate");
-    }
-    v
-}
-
 #[tokio::test]
 async fn both_seed_samples_become_exactly_the_expected_dataverse_request() {
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(header("authorization", "Bearer token-1"))
         .and(header("accept", "application/json"))
         .and(header("odata-maxversion", "4.0"))
         .and(header("odata-version", "4.0"))
         .and(header("content-type", "application/json; charset=utf-8"))
-        .respond_with(CreatedResponder {
-            base: t.dataverse.uri(),
-        })
+        .respond_with(FakeDataverse::new(&t.dataverse))
         .mount(&t.dataverse)
         .await;
 
@@ -53,9 +33,8 @@ async fn both_seed_samples_become_exactly_the_expected_dataverse_request() {
             "record id read from OData-EntityId"
         );
 
-        let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
-        let sent: Value = serde_json::from_slice(&reqs.last().unwrap().body).unwrap();
-        let mut expected = expected_body(sample);
+        let sent = t.last_create_body().await;
+        let mut expected = seed_sample_record(sample);
         expected["leadid"] = json!(d.record_id.to_string());
         assert_eq!(sent, expected, "body for {sample}");
     }
@@ -65,9 +44,8 @@ async fn both_seed_samples_become_exactly_the_expected_dataverse_request() {
 async fn a_transient_error_is_retried_until_delivered() {
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
-        .respond_with(dataverse_error(503, "", "Service Unavailable"))
+    on_lead_create()
+        .respond_with(service_unavailable())
         .up_to_n_times(2)
         .with_priority(1)
         .mount(&t.dataverse)
@@ -76,12 +54,9 @@ async fn a_transient_error_is_retried_until_delivered() {
     let id = t.accept_lead(sample_2020()).await;
     let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(d.attempts, 3);
-    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
-    assert_eq!(reqs.len(), 3);
-    let ids: Vec<Value> = reqs
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["leadid"].clone())
-        .collect();
+    let bodies = t.create_bodies().await;
+    assert_eq!(bodies.len(), 3);
+    let ids: Vec<Value> = bodies.iter().map(|b| b["leadid"].clone()).collect();
     assert!(
         ids.iter().all(|i| *i == ids[0]),
         "every retry carries the same leadid: {ids:?}"
@@ -92,16 +67,8 @@ async fn a_transient_error_is_retried_until_delivered() {
 async fn throttling_is_honoured() {
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
-        .respond_with(
-            dataverse_error(
-                429,
-                "0x80072322",
-                "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
-            )
-            .insert_header("Retry-After", "2"),
-        )
+    on_lead_create()
+        .respond_with(throttled(2))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&t.dataverse)
@@ -110,8 +77,7 @@ async fn throttling_is_honoured() {
     let started = Instant::now();
     let id = t.accept_lead(sample_2020()).await;
     t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
-    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
-    assert_eq!(reqs.len(), 2);
+    assert_eq!(t.create_requests().await.len(), 2);
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "the retry waited for Retry-After"
@@ -124,20 +90,14 @@ async fn a_duplicate_key_on_retry_counts_as_delivered() {
     // gateway); the retry is refused as a duplicate of our own key.
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&t.dataverse)
         .await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
-        .respond_with(dataverse_error(
-            412,
-            "0x80040237",
-            "A record with matching key values already exists.",
-        ))
+    on_lead_create()
+        .respond_with(duplicate_key())
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
@@ -150,8 +110,7 @@ async fn a_duplicate_key_on_retry_counts_as_delivered() {
 async fn a_permanent_dataverse_error_dead_letters_with_its_message() {
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .respond_with(dataverse_error(
             400,
             "0x80060888",
@@ -173,8 +132,7 @@ async fn a_permanent_dataverse_error_dead_letters_with_its_message() {
 async fn a_403_missing_privilege_is_permanent() {
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .respond_with(dataverse_error(
             403,
             "0x80040220",
@@ -195,8 +153,7 @@ async fn retries_are_bounded() {
     })
     .await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .respond_with(dataverse_error(
             500,
             "0x80040216",
@@ -207,7 +164,7 @@ async fn retries_are_bounded() {
     let id = t.accept_lead(sample_2020()).await;
     let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
     assert_eq!(d.attempts, 3);
-    assert_eq!(t.requests_to(&t.dataverse, LEADS_PATH).await.len(), 3);
+    assert_eq!(t.create_requests().await.len(), 3);
     let err = d.last_error.unwrap_or_default();
     assert!(
         err.contains("gave up after 3 attempts") && err.contains("unexpected error"),
@@ -217,36 +174,17 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn dry_run_sends_nothing_to_microsoft() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(sample_2020()).await;
     let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
     assert!(d.remote_ref.unwrap_or_default().starts_with("dry-run:"));
-    assert!(
-        t.entra
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    );
-    assert!(
-        t.dataverse
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert!(received(&t.entra).await.is_empty());
+    assert!(received(&t.dataverse).await.is_empty());
 }
 
 #[tokio::test]
 async fn the_mapping_file_shapes_the_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = dir.path().join("contoso.yaml");
-    std::fs::write(
-        &mapping,
+    let (_dir, mapping) = mapping_file(
         r#"
 fields:
   lastname: {from: UserDetails.LastName, default: "(unknown)"}
@@ -255,21 +193,15 @@ fields:
   new_offer: $offer
   ownerid@odata.bind: {bind: {entity_set: teams, id: 7a2b5c1e-0000-4000-8000-000000000001}}
 "#,
-    )
-    .unwrap();
-    let t = TestApp::spawn_with(TestConfig {
-        mapping,
-        ..Default::default()
-    })
-    .await;
+    );
+    let t = TestApp::spawn_with_mapping(&mapping).await;
     mount_token(&t.entra, "token-1").await;
     mount_created(&t.dataverse).await;
     let id = t
         .accept_lead(r#"{"LeadSource":"AzureMarketplace-PLT|contoso.crm-suite","OfferTitle":"Contoso CRM Suite","UserDetails":{"Email":"a@b.c"}}"#)
         .await;
     let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
-    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
-    let sent: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    let sent = t.create_bodies().await.remove(0);
     assert_eq!(
         sent,
         json!({

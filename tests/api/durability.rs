@@ -6,20 +6,16 @@ use std::time::{Duration, Instant};
 
 use leadbridge::store::DeliveryStatus;
 use serde_json::Value;
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
+use wiremock::matchers::body_string_contains;
 
-use crate::common::fake_dataverse::{FakeDataverse, Plan};
-use crate::common::process::{Process, free_port};
 use crate::common::*;
 
 async fn mount_fake(server: &MockServer, plan: Plan, latency: Duration) -> FakeDataverse {
-    let fake = FakeDataverse::new(server.uri(), plan).with_latency(latency);
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
-        .respond_with(fake.clone())
-        .mount(server)
-        .await;
+    let fake = FakeDataverse::new(server)
+        .with_plan(plan)
+        .with_latency(latency);
+    fake.mount(server).await;
     fake
 }
 
@@ -35,12 +31,8 @@ fn crash_test_config() -> TestConfig {
         lease: "2s",
         delivery_toml: FAST.into(),
         max_attempts: 1000,
-        ..Default::default()
+        ..TestConfig::json_logs()
     }
-}
-
-fn email(n: usize) -> String {
-    format!("someone.{n}@contoso.com")
 }
 
 /// Waits until every email has a record in the fake; on failure shows what
@@ -112,7 +104,7 @@ async fn retry_after_pauses_the_whole_queue_and_every_lead_arrives_once() {
     let mut accepted = HashSet::new();
     for n in 0..30 {
         t.accept_lead(&lead_n(n)).await;
-        accepted.insert(email(n));
+        accepted.insert(email_n(n));
     }
     wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
     assert_exactly_once(&fake, &accepted);
@@ -160,21 +152,11 @@ async fn the_same_lead_twice_within_the_window_is_answered_duplicate_and_created
 
 #[tokio::test]
 async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = dir.path().join("contoso.yaml");
-    std::fs::write(
-        &mapping,
-        "fields:\n  lastname: UserDetails.LastName\n  new_source: $source\n",
-    )
-    .unwrap();
-    let t = TestApp::spawn_with(TestConfig {
-        mapping: mapping.clone(),
-        ..Default::default()
-    })
-    .await;
+    let (_dir, mapping) =
+        mapping_file("fields:\n  lastname: UserDetails.LastName\n  new_source: $source\n");
+    let t = TestApp::spawn_with_mapping(&mapping).await;
     mount_token(&t.entra, "token-1").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(body_string_contains("new_source"))
         .respond_with(dataverse_error(
             400,
@@ -197,17 +179,15 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
             .contains("new_source")
     );
 
-    let out = t.cli(&["deliveries", "list", "--status", "dead", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = t
+        .cli(&["deliveries", "list", "--status", "dead", "--json"])
+        .await;
+    assert!(out.success(), "{}", out.stderr);
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(listed[0]["id"], dead.id.to_string());
     assert_eq!(listed[0]["status"], "dead");
-    let out = t.cli(&["deliveries", "show", &dead.id.to_string()]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let out = t.cli(&["deliveries", "show", &dead.id.to_string()]).await;
+    let shown = &out.stdout;
     assert!(
         shown.contains("dead") && shown.contains("Could not find a property named 'new_source'"),
         "{shown}"
@@ -223,29 +203,26 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
         || registry.generation() > generation,
     )
     .await;
-    let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("queued"));
+    let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]).await;
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("queued"));
     let delivered = t
         .wait_for(id, DeliveryStatus::Delivered, Duration::from_secs(10))
         .await;
     assert_eq!(delivered.attempts, 2);
-    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
-    let last: Value = serde_json::from_slice(&reqs.last().unwrap().body).unwrap();
+    let last = t.last_create_body().await;
     assert!(
         last.get("new_source").is_none(),
         "the replay used the current mapping"
     );
 
     // Retrying a delivered one does not send it again.
-    let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("already delivered"));
-    let out = t.cli(&["deliveries", "retry", &uuid::Uuid::nil().to_string()]);
-    assert!(!out.status.success(), "an unknown id is an error");
+    let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]).await;
+    assert!(out.stdout.contains("already delivered"));
+    let out = t
+        .cli(&["deliveries", "retry", &uuid::Uuid::nil().to_string()])
+        .await;
+    assert!(!out.success(), "an unknown id is an error");
 }
 
 #[tokio::test]
@@ -258,8 +235,6 @@ async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
         Duration::from_millis(30),
     )
     .await;
-    let port = free_port();
-    let log = t.dir.path().join("leadbridge.log");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -267,28 +242,25 @@ async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
     let mut accepted = HashSet::new();
     let mut n = 0;
     for cycle in 0..6 {
-        let mut p = Process::start(&t.config_path, port, &log).await;
+        let mut p = Served::start(&t.config_path).await;
         let run_for = Duration::from_millis(300 + 150 * (cycle % 3));
         let started = Instant::now();
         while started.elapsed() < run_for {
             n += 1;
-            let r = http
-                .post(format!("{}/leads/contoso?code={SECRET}", p.base()))
-                .header("Content-Type", "application/json")
-                .body(lead_n(n))
+            let r = post_lead_to(&http, &p.lead_url("contoso", SECRET), lead_n(n))
                 .send()
                 .await;
             if let Ok(r) = r
                 && r.status() == 202
             {
-                accepted.insert(email(n));
+                accepted.insert(email_n(n));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         p.kill();
     }
     assert!(accepted.len() > 20, "leads flowed: {}", accepted.len());
-    let _last = Process::start(&t.config_path, port, &log).await;
+    let _last = Served::start(&t.config_path).await;
     wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
     assert_exactly_once(&fake, &accepted);
 }
@@ -307,10 +279,8 @@ async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
         Duration::from_millis(80),
     )
     .await;
-    let log = t.dir.path().join("leadbridge.log");
-    let mut a = Process::start(&t.config_path, free_port(), &log).await;
-    let b = Process::start(&t.config_path, free_port(), &log).await;
-    let http = reqwest::Client::new();
+    let mut a = Served::start(&t.config_path).await;
+    let b = Served::start(&t.config_path).await;
     let mut accepted = HashSet::new();
     for n in 0..60 {
         if n == 30 {
@@ -318,20 +288,10 @@ async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
             // over when their leases expire.
             a.kill();
         }
-        let target = if n < 30 && n % 2 == 0 {
-            a.base()
-        } else {
-            b.base()
-        };
-        let r = http
-            .post(format!("{target}/leads/contoso?code={SECRET}"))
-            .header("Content-Type", "application/json")
-            .body(lead_n(n))
-            .send()
-            .await
-            .unwrap();
+        let target = if n < 30 && n % 2 == 0 { &a } else { &b };
+        let r = target.post_lead(lead_n(n)).await;
         assert_eq!(r.status(), 202);
-        accepted.insert(email(n));
+        accepted.insert(email_n(n));
     }
     wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
     assert_exactly_once(&fake, &accepted);
@@ -340,25 +300,17 @@ async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
 
 #[tokio::test]
 async fn sigterm_lets_the_delivery_in_flight_finish() {
-    let t = TestApp::prepare(TestConfig::default()).await;
+    let t = TestApp::prepare(TestConfig::json_logs()).await;
     mount_token(&t.entra, "token-1").await;
     let fake = mount_fake(&t.dataverse, Plan::AlwaysOk, Duration::from_millis(1500)).await;
-    let log = t.dir.path().join("leadbridge.log");
-    let mut p = Process::start(&t.config_path, free_port(), &log).await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/leads/contoso?code={SECRET}", p.base()))
-        .header("Content-Type", "application/json")
-        .body(sample_2020())
-        .send()
-        .await
-        .unwrap();
+    let mut p = Served::start(&t.config_path).await;
+    let r = p.post_lead(sample_2020()).await;
     assert_eq!(r.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fake.log().is_empty() {
-        assert!(Instant::now() < deadline, "the delivery never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let status = p.terminate();
+    wait_until("the delivery to start", Duration::from_secs(10), || {
+        !fake.log().is_empty()
+    })
+    .await;
+    let status = p.terminate().await;
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     assert_eq!(fake.records().len(), 1, "the request in flight completed");
     let store = leadbridge::store::connect(&t.store_url).await.unwrap();

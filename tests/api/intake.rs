@@ -14,11 +14,7 @@ async fn error_of(r: reqwest::Response) -> (u16, String, String) {
 
 #[tokio::test]
 async fn the_seed_sample_is_accepted_and_stored_before_the_answer() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(sample_2020()).await;
     assert_eq!(t.count("leads").await, 1);
     let ds = t.deliveries(id).await;
@@ -27,11 +23,7 @@ async fn the_seed_sample_is_accepted_and_stored_before_the_answer() {
 
 #[tokio::test]
 async fn both_rotation_secrets_work() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     for (n, code) in [SECRET, SECOND_SECRET].into_iter().enumerate() {
         let r = t
             .http
@@ -47,11 +39,7 @@ async fn both_rotation_secrets_work() {
 
 #[tokio::test]
 async fn wrong_secret_and_unknown_org_get_the_same_401() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let mut answers = Vec::new();
     for url in [
         t.lead_url("contoso", "wrong-secret-0123456789"),
@@ -60,11 +48,7 @@ async fn wrong_secret_and_unknown_org_get_the_same_401() {
         format!("{}/leads/contoso", t.base),
         t.lead_url("contoso", ""),
     ] {
-        let r = t
-            .http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .body(sample_2020())
+        let r = post_lead_to(&t.http, &url, sample_2020())
             .send()
             .await
             .unwrap();
@@ -90,11 +74,7 @@ type BadCase = (
 
 #[tokio::test]
 async fn each_kind_of_bad_request_gets_its_status_and_stores_nothing() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let url = t.lead_url("contoso", SECRET);
     let cases: Vec<BadCase> = vec![
         (
@@ -200,19 +180,11 @@ async fn each_kind_of_bad_request_gets_its_status_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_is_refused() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let r = t
-        .http
-        .post(t.lead_url("contoso", SECRET))
-        .header("Content-Type", "application/json")
-        .body(body)
+    let r = post_lead_to(&t.http, &t.lead_url("contoso", SECRET), body)
         .send()
         .await
         .unwrap();
@@ -222,11 +194,7 @@ async fn a_chunked_body_over_the_limit_is_refused() {
 
 #[tokio::test]
 async fn lenient_about_what_the_marketplace_really_sends() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     for body in [
         // camelCase from one of Microsoft's FAQ samples, extra fields, no Content-Type parameters.
         r#"{"userDetails":{"firstName":"A","email":"a@b.c"},"offerTitle":"X","Extra":{"k":1}}"#,
@@ -249,11 +217,7 @@ async fn lenient_about_what_the_marketplace_really_sends() {
 
 #[tokio::test]
 async fn unknown_fields_are_kept_in_the_stored_payload() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     t.accept_lead(
         r#"{"OfferTitle":"X","CampaignId":"c-42","UserDetails":{"Email":"a@b.c","Region":"EMEA"}}"#,
     )
@@ -270,11 +234,7 @@ async fn unknown_fields_are_kept_in_the_stored_payload() {
 
 #[tokio::test]
 async fn a_failing_store_answers_503_and_nothing_is_half_stored() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let pool = t.db().await;
     // The deliveries insert fails after the lead row was written: the
     // transaction must take both back.
@@ -303,19 +263,10 @@ async fn a_failing_store_answers_503_and_nothing_is_half_stored() {
 
 #[tokio::test]
 async fn health_and_unknown_routes() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
-    let r = t
-        .http
-        .get(format!("{}/healthz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let t = TestApp::spawn_dry_run().await;
+    let r = t.get_public("/healthz").await;
     assert_eq!(r.status(), 200);
-    let r = t.http.get(format!("{}/nope", t.base)).send().await.unwrap();
+    let r = t.get_public("/nope").await;
     assert_eq!(error_of(r).await.1, "not_found");
     let r = t
         .http
@@ -329,18 +280,11 @@ async fn health_and_unknown_routes() {
 
 #[tokio::test]
 async fn guessing_secrets_is_slowed_down_but_a_right_secret_always_gets_through() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let mut statuses = Vec::new();
     for n in 0..35 {
-        let r = t
-            .http
-            .post(t.lead_url("contoso", &format!("guess-{n:020}")))
-            .header("Content-Type", "application/json")
-            .body(sample_2020())
+        let url = t.lead_url("contoso", &format!("guess-{n:020}"));
+        let r = post_lead_to(&t.http, &url, sample_2020())
             .send()
             .await
             .unwrap();

@@ -15,11 +15,6 @@ fn lead_with_title(title: &str) -> String {
     json!({"OfferTitle": title, "UserDetails": {"LastName": "One"}}).to_string()
 }
 
-async fn sent_body(t: &TestApp) -> Value {
-    let reqs = t.requests_to(&t.dataverse, LEADS_PATH).await;
-    serde_json::from_slice(&reqs.last().expect("a create").body).unwrap()
-}
-
 #[tokio::test]
 async fn a_value_longer_than_max_length_is_cut_to_it() {
     let t = TestApp::spawn().await;
@@ -29,7 +24,7 @@ async fn a_value_longer_than_max_length_is_cut_to_it() {
     let title = "Contoso CRM ".repeat(30); // 360 characters
     let id = t.accept_lead(&lead_with_title(&title)).await;
     t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
-    let sent = sent_body(&t).await;
+    let sent = t.last_create_body().await;
     let subject = sent["subject"].as_str().unwrap();
     assert_eq!(
         subject,
@@ -38,31 +33,19 @@ async fn a_value_longer_than_max_length_is_cut_to_it() {
     );
     assert_eq!(sent["lastname"], "One");
     // The metadata was read once, with the token of the deliveries.
-    let string_reqs = t
-        .requests_to(
-            &t.dataverse,
-            &format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.StringAttributeMetadata"),
-        )
-        .await;
+    let string_path = format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.StringAttributeMetadata");
+    let string_reqs = requests_to(&t.dataverse, &string_path).await;
     assert_eq!(string_reqs.len(), 1);
     assert_eq!(string_reqs[0].headers["authorization"], "Bearer token-1");
-    assert_eq!(t.requests_to(&t.entra, TOKEN_PATH).await.len(), 1);
+    assert_eq!(t.token_requests().await.len(), 1);
 }
 
 #[tokio::test]
 async fn the_mappings_ellipsis_choice_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = dir.path().join("contoso.yaml");
-    std::fs::write(
-        &mapping,
+    let (_dir, mapping) = mapping_file(
         "fields:\n  subject: {from: OfferTitle, transform: [{truncate: {max: 400, ellipsis: true}}]}\n",
-    )
-    .unwrap();
-    let t = TestApp::spawn_with(TestConfig {
-        mapping,
-        ..Default::default()
-    })
-    .await;
+    );
+    let t = TestApp::spawn_with_mapping(&mapping).await;
     mount_token(&t.entra, "token-1").await;
     // An organization whose administrator shortened the column.
     mount_metadata(&t.dataverse, 20).await;
@@ -71,7 +54,10 @@ async fn the_mappings_ellipsis_choice_is_kept() {
         .accept_lead(&lead_with_title("An offer title of forty characters long!"))
         .await;
     t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
-    assert_eq!(sent_body(&t).await["subject"], "An offer title of f…");
+    assert_eq!(
+        t.last_create_body().await["subject"],
+        "An offer title of f…"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +74,7 @@ async fn metadata_failures_never_block_delivery() {
     let first = t.accept_lead(&lead_with_title(&title)).await;
     t.wait_for(first, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(
-        sent_body(&t).await["subject"],
+        t.last_create_body().await["subject"],
         title.as_str(),
         "sent as rendered"
     );
@@ -96,11 +82,8 @@ async fn metadata_failures_never_block_delivery() {
     let d = t.wait_for(second, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(d.attempts, 1);
     // A failed fetch is not repeated for every delivery.
-    let all = t
-        .dataverse
-        .received_requests()
+    let all = received(&t.dataverse)
         .await
-        .unwrap_or_default()
         .into_iter()
         .filter(|r| r.url.path().starts_with("/api/data/v9.2/EntityDefinitions"))
         .count();
@@ -109,20 +92,10 @@ async fn metadata_failures_never_block_delivery() {
 
 #[tokio::test]
 async fn dry_run_organizations_fetch_no_metadata() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(&lead_with_title(&"y".repeat(400))).await;
     t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
-    assert!(
-        t.dataverse
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert!(received(&t.dataverse).await.is_empty());
 }
 
 #[tokio::test]

@@ -42,11 +42,7 @@ async fn mappings_follow_configmap_updates_and_survive_an_invalid_one() {
             .is_symlink()
     );
 
-    let t = TestApp::spawn_with(TestConfig {
-        mapping: file.clone(),
-        ..TestConfig::default()
-    })
-    .await;
+    let t = TestApp::spawn_with_mapping(&file).await;
     mount_token(&t.entra, "token-1").await;
     mount_created(&t.dataverse).await;
     let registry = t.mappings();
@@ -89,15 +85,7 @@ async fn mappings_follow_configmap_updates_and_survive_an_invalid_one() {
 
     // Both kinds of reload are counted (the recorder is shared by the tests
     // of this process, so at least, not exactly).
-    let text = t
-        .http
-        .get(format!("{}/metrics", t.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.get_admin("/metrics").await.text().await.unwrap();
     for (outcome, at_least) in [("ok", 2.0), ("error", 1.0)] {
         let series =
             format!("leadbridge_mapping_reloads_total{{org=\"contoso\",outcome=\"{outcome}\"}} ");
@@ -112,14 +100,8 @@ async fn mappings_follow_configmap_updates_and_survive_an_invalid_one() {
 
 #[tokio::test]
 async fn a_plain_file_edited_in_place_is_reloaded_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("contoso.yaml");
-    std::fs::write(&file, mapping("before {OfferTitle}")).unwrap();
-    let t = TestApp::spawn_with(TestConfig {
-        mapping: file.clone(),
-        ..TestConfig::default()
-    })
-    .await;
+    let (_dir, file) = mapping_file(&mapping("before {OfferTitle}"));
+    let t = TestApp::spawn_with_mapping(&file).await;
     mount_token(&t.entra, "token-1").await;
     mount_created(&t.dataverse).await;
     let registry = t.mappings();

@@ -1,8 +1,6 @@
 use std::time::Duration;
 
 use leadbridge::store::DeliveryStatus;
-use wiremock::Mock;
-use wiremock::matchers::{method, path};
 
 use crate::common::*;
 
@@ -11,9 +9,8 @@ async fn a_restart_between_accepting_and_delivering_loses_nothing() {
     let mut t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
     // Dynamics is down while the first process runs.
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
-        .respond_with(dataverse_error(503, "", "Service Unavailable"))
+    on_lead_create()
+        .respond_with(service_unavailable())
         .mount(&t.dataverse)
         .await;
     let mut ids = Vec::new();
@@ -34,7 +31,7 @@ async fn a_restart_between_accepting_and_delivering_loses_nothing() {
         t.wait_for(*id, DeliveryStatus::Delivered, Duration::from_secs(10))
             .await;
     }
-    let created = t.requests_to(&t.dataverse, LEADS_PATH).await;
+    let created = t.create_requests().await;
     assert_eq!(
         created.len(),
         5,

@@ -1,17 +1,11 @@
 use std::time::Duration;
 
 use leadbridge::store::DeliveryStatus;
-use serde_json::Value;
-use wiremock::Mock;
-use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::matchers::{body_string_contains, header};
 
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn form(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
 
 #[tokio::test]
 async fn one_token_serves_many_leads_and_the_request_is_client_credentials() {
@@ -25,14 +19,14 @@ async fn one_token_serves_many_leads_and_the_request_is_client_credentials() {
     for id in ids {
         t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
     }
-    let token_reqs = t.requests_to(&t.entra, TOKEN_PATH).await;
+    let token_reqs = t.token_requests().await;
     assert_eq!(
         token_reqs.len(),
         1,
         "concurrent deliveries share one token request"
     );
-    let f = form(&token_reqs[0].body);
-    let get = |k: &str| f.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let f = form_fields(&token_reqs[0].body);
+    let get = |k: &str| f.get(k).map(String::as_str);
     assert_eq!(get("grant_type"), Some("client_credentials"));
     assert_eq!(get("client_id"), Some(CLIENT_ID));
     assert_eq!(get("client_secret"), Some(CLIENT_SECRET));
@@ -40,15 +34,14 @@ async fn one_token_serves_many_leads_and_the_request_is_client_credentials() {
         get("scope"),
         Some(format!("{}/.default", t.dataverse.uri()).as_str())
     );
-    assert_eq!(t.requests_to(&t.dataverse, LEADS_PATH).await.len(), 12);
+    assert_eq!(t.create_requests().await.len(), 12);
 }
 
 #[tokio::test]
 async fn the_token_is_fetched_again_when_it_nears_expiry() {
     let t = TestApp::spawn().await;
     // 302 s of life and a 300 s refresh margin: good for about 2 s.
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(token_ok("short-lived", 302))
         .mount(&t.entra)
         .await;
@@ -57,34 +50,24 @@ async fn the_token_is_fetched_again_when_it_nears_expiry() {
     t.wait_for(a, DeliveryStatus::Delivered, WAIT).await;
     let b = t.accept_lead(&lead_n(2)).await;
     t.wait_for(b, DeliveryStatus::Delivered, WAIT).await;
-    assert_eq!(
-        t.requests_to(&t.entra, TOKEN_PATH).await.len(),
-        1,
-        "still fresh"
-    );
+    assert_eq!(t.token_requests().await.len(), 1, "still fresh");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let c = t.accept_lead(&lead_n(3)).await;
     t.wait_for(c, DeliveryStatus::Delivered, WAIT).await;
-    assert_eq!(
-        t.requests_to(&t.entra, TOKEN_PATH).await.len(),
-        2,
-        "refreshed before expiry"
-    );
+    assert_eq!(t.token_requests().await.len(), 2, "refreshed before expiry");
 }
 
 #[tokio::test]
 async fn a_401_from_dataverse_triggers_exactly_one_refresh() {
     let t = TestApp::spawn().await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(token_ok("revoked-token", 3599))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&t.entra)
         .await;
     mount_token(&t.entra, "fresh-token").await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(header("authorization", "Bearer revoked-token"))
         .respond_with(dataverse_error(401, "", "").insert_header(
             "WWW-Authenticate",
@@ -92,19 +75,16 @@ async fn a_401_from_dataverse_triggers_exactly_one_refresh() {
         ))
         .mount(&t.dataverse)
         .await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(header("authorization", "Bearer fresh-token"))
-        .respond_with(CreatedResponder {
-            base: t.dataverse.uri(),
-        })
+        .respond_with(FakeDataverse::new(&t.dataverse))
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
     let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(d.attempts, 1, "the refresh happens inside one attempt");
-    assert_eq!(t.requests_to(&t.entra, TOKEN_PATH).await.len(), 2);
-    assert_eq!(t.requests_to(&t.dataverse, LEADS_PATH).await.len(), 2);
+    assert_eq!(t.token_requests().await.len(), 2);
+    assert_eq!(t.create_requests().await.len(), 2);
 }
 
 #[tokio::test]
@@ -130,8 +110,7 @@ async fn bad_credentials_dead_letter_with_entras_description() {
         ),
     ] {
         let t = TestApp::spawn().await;
-        Mock::given(method("POST"))
-            .and(path(TOKEN_PATH))
+        on_token_request()
             .respond_with(entra_error(status, error, code, text))
             .mount(&t.entra)
             .await;
@@ -148,15 +127,14 @@ async fn bad_credentials_dead_letter_with_entras_description() {
         );
         assert!(!err.contains(CLIENT_SECRET));
         assert_eq!(d.attempts, 1);
-        assert!(t.requests_to(&t.dataverse, LEADS_PATH).await.is_empty());
+        assert!(t.create_requests().await.is_empty());
     }
 }
 
 #[tokio::test]
 async fn an_unavailable_token_endpoint_is_retried() {
     let t = TestApp::spawn().await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(entra_error(
             503,
             "temporarily_unavailable",
@@ -167,8 +145,7 @@ async fn an_unavailable_token_endpoint_is_retried() {
         .with_priority(1)
         .mount(&t.entra)
         .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(
             entra_error(
                 429,
@@ -182,8 +159,7 @@ async fn an_unavailable_token_endpoint_is_retried() {
         .with_priority(2)
         .mount(&t.entra)
         .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .and(body_string_contains("grant_type=client_credentials"))
         .respond_with(token_ok("token-1", 3599))
         .with_priority(3)
@@ -193,8 +169,7 @@ async fn an_unavailable_token_endpoint_is_retried() {
     let id = t.accept_lead(sample_2020()).await;
     let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
     assert_eq!(d.attempts, 3);
-    assert_eq!(t.requests_to(&t.entra, TOKEN_PATH).await.len(), 3);
-    let sent: Value =
-        serde_json::from_slice(&t.requests_to(&t.dataverse, LEADS_PATH).await[0].body).unwrap();
+    assert_eq!(t.token_requests().await.len(), 3);
+    let sent = t.create_bodies().await.remove(0);
     assert_eq!(sent["emailaddress1"], "someone@contoso.com");
 }

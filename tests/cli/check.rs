@@ -1,21 +1,15 @@
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
 use crate::common::*;
 
-fn cfg_path(f: &Fakes) -> &str {
-    f.config_path.to_str().unwrap()
-}
-
 /// Live fakes; the mapping file (if given) lives in the returned directory.
-async fn live_fakes(mapping: Option<&str>) -> (Fakes, tempfile::TempDir) {
+async fn live_fakes(mapping: Option<&str>) -> (Fakes, Option<tempfile::TempDir>) {
     let mut cfg = TestConfig::default();
-    let dir = tempfile::tempdir().unwrap();
-    if let Some(yaml) = mapping {
-        cfg.mapping = dir.path().join("contoso.yaml");
-        std::fs::write(&cfg.mapping, yaml).unwrap();
-    }
+    let dir = mapping.map(|yaml| {
+        let (dir, path) = mapping_file(yaml);
+        cfg.mapping = path;
+        dir
+    });
     let f = Fakes::start(&cfg).await;
     mount_token(&f.entra, ACCESS_TOKEN).await;
     mount_whoami(&f.dataverse).await;
@@ -23,14 +17,10 @@ async fn live_fakes(mapping: Option<&str>) -> (Fakes, tempfile::TempDir) {
     (f, dir)
 }
 
-async fn requests(server: &MockServer) -> usize {
-    server.received_requests().await.unwrap_or_default().len()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_config_checks_offline() {
     let config = repo_path("config/default.toml");
-    let run = run_binary(&["check", "--config", config.to_str().unwrap()]).await;
+    let run = run_with_config(&config, &["check"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
         run.stdout
@@ -39,7 +29,7 @@ async fn the_shipped_config_checks_offline() {
         run.stdout
     );
 
-    let run = run_binary(&["check", "--json", "--config", config.to_str().unwrap()]).await;
+    let run = run_with_config(&config, &["check", "--json"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["ok"], true);
@@ -51,19 +41,14 @@ async fn the_shipped_config_checks_offline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_mapping_fails_with_file_key_and_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = dir.path().join("contoso.yaml");
-    std::fs::write(
-        &mapping,
-        "fields:\n  subject: {from: OfferTitle, transform: [shout]}\n",
-    )
-    .unwrap();
+    let (_dir, mapping) =
+        mapping_file("fields:\n  subject: {from: OfferTitle, transform: [shout]}\n");
     let f = Fakes::start(&TestConfig {
         mapping: mapping.clone(),
         ..Default::default()
     })
     .await;
-    let run = run_binary(&["check", "--config", cfg_path(&f)]).await;
+    let run = f.cli(&["check"]).await;
     assert_eq!(run.code, Some(1));
     let expected = format!(
         "{}: fields.subject.transform[0]: unknown transform `shout`",
@@ -71,7 +56,7 @@ async fn an_invalid_mapping_fails_with_file_key_and_reason() {
     );
     assert!(run.stderr.contains(&expected), "{}", run.stderr);
 
-    let run = run_binary(&["check", "--json", "--config", cfg_path(&f)]).await;
+    let run = f.cli(&["check", "--json"]).await;
     assert_eq!(run.code, Some(1));
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["ok"], false);
@@ -81,7 +66,7 @@ async fn an_invalid_mapping_fails_with_file_key_and_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn live_check_of_the_shipped_mapping() {
     let (f, _dir) = live_fakes(None).await;
-    let run = run_binary(&["check", "--live", "--config", cfg_path(&f)]).await;
+    let run = f.cli(&["check", "--live"]).await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let out = &run.stdout;
     assert!(
@@ -103,27 +88,14 @@ async fn live_check_of_the_shipped_mapping() {
     assert!(!out.contains(CLIENT_SECRET) && !out.contains(ACCESS_TOKEN));
 
     // WhoAmI was read with the token from Entra.
-    let whoami: Vec<_> = f
-        .dataverse
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path() == WHOAMI_PATH)
-        .collect();
+    let whoami = requests_to(&f.dataverse, WHOAMI_PATH).await;
     assert_eq!(whoami.len(), 1);
     assert_eq!(
         whoami[0].headers["authorization"],
         format!("Bearer {ACCESS_TOKEN}").as_str()
     );
     assert_eq!(
-        f.dataverse
-            .received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| r.url.path() == LEADS_PATH)
-            .count(),
+        f.create_requests().await.len(),
         0,
         "check never creates records"
     );
@@ -144,7 +116,7 @@ fields:
 "#,
     ))
     .await;
-    let run = run_binary(&["check", "--live", "--json", "--config", cfg_path(&f)]).await;
+    let run = f.cli(&["check", "--live", "--json"]).await;
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains("check failed: 4 error(s)"),
@@ -210,8 +182,7 @@ fields:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_secret_fails_the_live_check_with_entras_reason() {
     let f = Fakes::start(&TestConfig::default()).await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    on_token_request()
         .respond_with(entra_error(
             401,
             "invalid_client",
@@ -220,7 +191,7 @@ async fn a_refused_secret_fails_the_live_check_with_entras_reason() {
         ))
         .mount(&f.entra)
         .await;
-    let run = run_binary(&["check", "--live", "--config", cfg_path(&f)]).await;
+    let run = f.cli(&["check", "--live"]).await;
     assert_eq!(run.code, Some(1));
     assert!(
         run.stdout.contains("FAIL: contoso")
@@ -229,7 +200,7 @@ async fn a_refused_secret_fails_the_live_check_with_entras_reason() {
         run.stdout
     );
     assert!(!run.stdout.contains(CLIENT_SECRET) && !run.stderr.contains(CLIENT_SECRET));
-    assert_eq!(requests(&f.dataverse).await, 0);
+    assert_eq!(received(&f.dataverse).await.len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,12 +210,15 @@ async fn dry_run_organizations_are_skipped_with_a_note() {
         ..Default::default()
     })
     .await;
-    let run = run_binary(&["check", "--live", "--config", cfg_path(&f)]).await;
+    let run = f.cli(&["check", "--live"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
         run.stdout.contains("  live check skipped: dry run: leadbridge never calls Dataverse for this organization\n"),
         "{}",
         run.stdout
     );
-    assert_eq!(requests(&f.entra).await + requests(&f.dataverse).await, 0);
+    assert_eq!(
+        received(&f.entra).await.len() + received(&f.dataverse).await.len(),
+        0
+    );
 }

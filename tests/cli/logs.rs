@@ -4,24 +4,17 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use wiremock::Mock;
-use wiremock::matchers::{method, path};
 
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lead_flow_logs_ids_but_no_secrets_and_no_personal_data() {
-    let f = Fakes::start(&TestConfig {
-        log_format: "json",
-        ..Default::default()
-    })
-    .await;
+    let f = Fakes::start(&TestConfig::json_logs()).await;
     mount_token(&f.entra, ACCESS_TOKEN).await;
     mount_metadata(&f.dataverse, 300).await;
     // The first create fails with a message that echoes the lead, as
     // Dataverse's plug-in errors can: it ends up in a log line.
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .respond_with(dataverse_error(
             503,
             "0x80040265",
@@ -34,13 +27,7 @@ async fn a_lead_flow_logs_ids_but_no_secrets_and_no_personal_data() {
     mount_created(&f.dataverse).await;
 
     let mut served = Served::start(&f.config_path).await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/leads/contoso?code={SECRET}", served.base))
-        .header("Content-Type", "application/json")
-        .body(sample_2020())
-        .send()
-        .await
-        .unwrap();
+    let r = served.post_lead(sample_2020()).await;
     assert_eq!(r.status(), 202);
     let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let answer: Value = r.json().await.unwrap();

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wiremock::Mock;
-use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::matchers::body_string_contains;
 
 use crate::common::*;
 
@@ -28,15 +27,10 @@ fn lead(last_name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_after_a_handful_of_leads() {
-    let f = Fakes::start(&TestConfig {
-        log_format: "json",
-        ..Default::default()
-    })
-    .await;
+    let f = Fakes::start(&TestConfig::json_logs()).await;
     mount_token(&f.entra, ACCESS_TOKEN).await;
     mount_metadata(&f.dataverse, 300).await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(body_string_contains(r#""lastname":"Refused""#))
         .respond_with(dataverse_error(
             403,
@@ -46,13 +40,9 @@ async fn counters_after_a_handful_of_leads() {
         .with_priority(1)
         .mount(&f.dataverse)
         .await;
-    Mock::given(method("POST"))
-        .and(path(LEADS_PATH))
+    on_lead_create()
         .and(body_string_contains(r#""lastname":"Throttled""#))
-        .respond_with(
-            dataverse_error(429, "0x80072322", "Number of requests exceeded the limit.")
-                .insert_header("Retry-After", "1"),
-        )
+        .respond_with(throttled(1))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&f.dataverse)

@@ -1,22 +1,18 @@
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::common::*;
+
+/// `render --org <org> --lead <lead>` with the fakes' config.
+async fn render(f: &Fakes, org: &str, lead: &std::path::Path) -> Run {
+    let lead = lead.to_str().unwrap();
+    f.cli(&["render", "--org", org, "--lead", lead]).await
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn render_prints_the_exact_request_without_sending_it() {
     let f = Fakes::start(&TestConfig::default()).await;
-    let lead = f.dir.path().join("lead.json");
-    std::fs::write(&lead, sample_2020()).unwrap();
-    let run = run_binary(&[
-        "render",
-        "--org",
-        "contoso",
-        "--lead",
-        lead.to_str().unwrap(),
-        "--config",
-        f.config_path.to_str().unwrap(),
-    ])
-    .await;
+    let lead = f.write_file("lead.json", sample_2020());
+    let run = render(&f, "contoso", &lead).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let out = &run.stdout;
     let expected_head = format!(
@@ -35,36 +31,17 @@ async fn render_prints_the_exact_request_without_sending_it() {
     assert!(uuid::Uuid::parse_str(leadid).is_ok(), "{leadid}");
     let mut without_id = body.clone();
     without_id.as_object_mut().unwrap().remove("leadid");
-    assert_eq!(
-        without_id,
-        json!({
-            "firstname": "Some",
-            "lastname": "One",
-            "emailaddress1": "someone@contoso.com",
-            "telephone1": "16175555555",
-            "address1_country": "USA",
-            "companyname": "Contoso",
-            "jobtitle": "Esquire",
-            "subject": "Test Microsoft",
-            "description": "Test run through Power Automate",
-        })
-    );
-    assert!(f.entra.received_requests().await.unwrap().is_empty());
-    assert!(f.dataverse.received_requests().await.unwrap().is_empty());
+    assert_eq!(without_id, seed_sample_record(sample_2020()));
+    assert!(received(&f.entra).await.is_empty());
+    assert!(received(&f.dataverse).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn render_names_what_is_wrong() {
     let f = Fakes::start(&TestConfig::default()).await;
-    let config = f.config_path.to_str().unwrap();
-    let lead = f.dir.path().join("lead.json");
-    std::fs::write(&lead, sample_2020()).unwrap();
-    let lead = lead.to_str().unwrap();
+    let lead = f.write_file("lead.json", sample_2020());
 
-    let run = run_binary(&[
-        "render", "--org", "fabrikam", "--lead", lead, "--config", config,
-    ])
-    .await;
+    let run = render(&f, "fabrikam", &lead).await;
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr.contains("no organization fabrikam in ")
@@ -73,18 +50,8 @@ async fn render_names_what_is_wrong() {
         run.stderr
     );
 
-    let not_a_lead = f.dir.path().join("list.json");
-    std::fs::write(&not_a_lead, "[1, 2]").unwrap();
-    let run = run_binary(&[
-        "render",
-        "--org",
-        "contoso",
-        "--lead",
-        not_a_lead.to_str().unwrap(),
-        "--config",
-        config,
-    ])
-    .await;
+    let not_a_lead = f.write_file("list.json", "[1, 2]");
+    let run = render(&f, "contoso", &not_a_lead).await;
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr

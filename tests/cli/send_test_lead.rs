@@ -7,11 +7,7 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_sample_reaches_a_running_leadbridge() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let url = t.lead_url("contoso", SECRET);
     let run = run_binary(&["send-test-lead", "--url", &url]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -33,11 +29,7 @@ async fn the_seed_sample_reaches_a_running_leadbridge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_or_an_unreachable_endpoint_exits_1() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
+    let t = TestApp::spawn_dry_run().await;
     let wrong = t.lead_url("contoso", "wrong-secret-0123456789");
     let run = run_binary(&["send-test-lead", "--url", &wrong]).await;
     assert_eq!(run.code, Some(1));
@@ -74,17 +66,11 @@ async fn a_refusal_or_an_unreachable_endpoint_exits_1() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lead_file_is_sent_as_is() {
-    let t = TestApp::spawn_with(TestConfig {
-        dry_run: true,
-        ..Default::default()
-    })
-    .await;
-    let file = t.dir.path().join("lead.json");
-    std::fs::write(
-        &file,
+    let t = TestApp::spawn_dry_run().await;
+    let file = t.write_file(
+        "lead.json",
         r#"{"OfferTitle": "From a file", "UserDetails": {"Email": "MSFT_TEST_1@test.com"}}"#,
-    )
-    .unwrap();
+    );
     let run = run_binary(&[
         "send-test-lead",
         "--url",

@@ -1,0 +1,550 @@
+//! A fake of Dataverse's Web API that answers like the real service: record
+//! creation (stateful: it keeps what it created and refuses a second create
+//! with the same key), OData error bodies, throttling with Retry-After, the
+//! lead entity's metadata and WhoAmI. Needs nothing else from
+//! `tests/common`, so that `benches/drain.rs` can include it too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
+
+pub const LEADS_PATH: &str = "/api/data/v9.2/leads";
+pub const WHOAMI_PATH: &str = "/api/data/v9.2/WhoAmI";
+pub const ENTITY_PATH: &str = "/api/data/v9.2/EntityDefinitions(LogicalName='lead')/Attributes";
+pub const USER_ID: &str = "5d9a4f3e-7b1c-ef11-840a-000d3a4b2c1d";
+pub const BUSINESS_UNIT_ID: &str = "0a8c2e11-6b1c-ef11-840a-000d3a4b2c1d";
+pub const ORGANIZATION_ID: &str = "c7b3e9d2-6a1c-ef11-a72e-000d3a4b2c1d";
+
+// ---- answers --------------------------------------------------------------
+
+/// A mock of `POST /api/data/v9.2/leads`, still to be given its answer.
+pub fn on_lead_create() -> MockBuilder {
+    Mock::given(method("POST")).and(path(LEADS_PATH))
+}
+
+/// An answer of Dataverse as status, headers and body, for wiremock (see
+/// [`Reply::template`]) or any other HTTP server.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    /// The body and its `Content-Type`.
+    pub body: Option<(Vec<u8>, &'static str)>,
+}
+
+impl Reply {
+    fn error(status: u16, code: &str, message: &str) -> Self {
+        let body = serde_json::to_vec(&json!({"error": {"code": code, "message": message}}))
+            .unwrap_or_default();
+        Self {
+            status,
+            headers: vec![("OData-Version", "4.0".to_owned())],
+            body: Some((body, "application/json; odata.metadata=minimal")),
+        }
+    }
+
+    /// A service protection limit: 429 with Retry-After.
+    fn limited(code: &str, message: &str, retry_after_s: u64) -> Self {
+        let mut reply = Self::error(429, code, message);
+        reply
+            .headers
+            .push(("Retry-After", retry_after_s.to_string()));
+        reply
+    }
+
+    fn throttled(retry_after_s: u64) -> Self {
+        let message =
+            "Number of requests exceeded the limit of 6000 over time window of 300 seconds.";
+        Self::limited("0x80072322", message, retry_after_s)
+    }
+
+    fn too_many_concurrent(retry_after_s: u64) -> Self {
+        let message = "Number of concurrent requests exceeded the limit of 52.";
+        Self::limited("0x80072326", message, retry_after_s)
+    }
+
+    fn service_unavailable() -> Self {
+        Self::error(503, "", "Service Unavailable")
+    }
+
+    fn duplicate_key() -> Self {
+        Self::error(
+            412,
+            "0x80040237",
+            "A record with matching key values already exists.",
+        )
+    }
+
+    fn created(base: &str, id: &str) -> Self {
+        Self {
+            status: 204,
+            headers: vec![
+                ("OData-Version", "4.0".to_owned()),
+                ("OData-EntityId", format!("{base}{LEADS_PATH}({id})")),
+            ],
+            body: None,
+        }
+    }
+
+    pub fn template(&self) -> ResponseTemplate {
+        let mut t = ResponseTemplate::new(self.status);
+        for (name, value) in &self.headers {
+            t = t.insert_header(*name, value.as_str());
+        }
+        match &self.body {
+            Some((body, content_type)) => t.set_body_raw(body.clone(), content_type),
+            None => t,
+        }
+    }
+}
+
+/// An OData error as Dataverse sends it.
+pub fn dataverse_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
+    Reply::error(status, code, message).template()
+}
+
+pub fn service_unavailable() -> ResponseTemplate {
+    Reply::service_unavailable().template()
+}
+
+/// The service protection limit on the number of requests.
+pub fn throttled(retry_after_s: u64) -> ResponseTemplate {
+    Reply::throttled(retry_after_s).template()
+}
+
+/// The service protection limit on concurrent requests.
+pub fn too_many_concurrent(retry_after_s: u64) -> ResponseTemplate {
+    Reply::too_many_concurrent(retry_after_s).template()
+}
+
+/// A create whose primary key is taken.
+pub fn duplicate_key() -> ResponseTemplate {
+    Reply::duplicate_key().template()
+}
+
+/// 204 No Content with the new record's URL: Dataverse's answer to a create
+/// without `Prefer: return=representation`.
+pub fn created(base: &str, id: &str) -> ResponseTemplate {
+    Reply::created(base, id).template()
+}
+
+// ---- record creation ------------------------------------------------------
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub at: Instant,
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// When its answer leaves (after the latency, if it has one).
+    pub answered: Instant,
+}
+
+/// What the fake does with the n-th request (1-based) before creating.
+#[derive(Clone, Copy, Debug)]
+pub enum Plan {
+    AlwaysOk,
+    /// Every `every`-th request gets 503.
+    Flaky {
+        every: u64,
+    },
+    /// Requests n where n % throttle_every == 0 get 429 with Retry-After;
+    /// others 503 when n % flaky_every == 0.
+    ThrottleAndFlaky {
+        throttle_every: u64,
+        retry_after_s: u64,
+        flaky_every: u64,
+    },
+    /// A request that finds `max_in_flight` others still being answered gets
+    /// 429 (concurrent requests) with Retry-After, at once.
+    ConcurrencyLimit {
+        max_in_flight: usize,
+        retry_after_s: u64,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    records: HashMap<String, Value>,
+    log: Vec<Logged>,
+    peak_in_flight: usize,
+}
+
+impl State {
+    /// Requests whose answer has not left yet at `now` (none that arrived
+    /// more than `latency` before it).
+    fn in_flight(&self, now: Instant, latency: Duration) -> usize {
+        self.log
+            .iter()
+            .rev()
+            .take_while(|l| l.at + latency > now)
+            .filter(|l| l.answered > now)
+            .count()
+    }
+
+    fn create(&mut self, base: &str, body: &[u8], keep_body: bool) -> Reply {
+        let Ok(Value::Object(record)) = serde_json::from_slice::<Value>(body) else {
+            return Reply::error(400, "0x80040203", "Invalid argument.");
+        };
+        // The client may choose the key; without one Dataverse makes one.
+        let id = record
+            .get("leadid")
+            .and_then(Value::as_str)
+            .map(str::to_lowercase)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if self.records.contains_key(&id) {
+            return Reply::duplicate_key();
+        }
+        let reply = Reply::created(base, &id);
+        let record = if keep_body {
+            Value::Object(record)
+        } else {
+            Value::Null
+        };
+        self.records.insert(id, record);
+        reply
+    }
+}
+
+/// Dataverse's record creation for `leads`: 204 with `OData-EntityId`
+/// naming the client-generated `leadid`, 412 (0x80040237) for a key it
+/// already has, and the failures its [`Plan`] asks for. Every request is
+/// logged with its arrival time. Clones share their state.
+#[derive(Clone)]
+pub struct FakeDataverse {
+    base: String,
+    plan: Plan,
+    latency: Duration,
+    keep_bodies: bool,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeDataverse {
+    pub fn new(server: &MockServer) -> Self {
+        Self::at(server.uri())
+    }
+
+    /// A fake whose records live under `base` (the organization's URL).
+    pub fn at(base: String) -> Self {
+        Self {
+            base,
+            plan: Plan::AlwaysOk,
+            latency: Duration::ZERO,
+            keep_bodies: true,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn with_plan(mut self, plan: Plan) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// How long each answer takes (refusals of [`Plan::ConcurrencyLimit`]
+    /// excepted: they are immediate).
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Keeps only the keys of created records, not their bodies (for long
+    /// runs that measure memory).
+    pub fn without_bodies(mut self) -> Self {
+        self.keep_bodies = false;
+        self
+    }
+
+    /// The answer to a create with `body` arriving now, and how long it
+    /// takes to leave.
+    pub fn answer(&self, body: &[u8]) -> (Reply, Duration) {
+        let mut s = self.state();
+        // Taken under the lock, so that the log is in arrival order.
+        let at = Instant::now();
+        let n = s.log.len() as u64 + 1;
+        let in_flight = s.in_flight(at, self.latency) + 1;
+        s.peak_in_flight = s.peak_in_flight.max(in_flight);
+        let mut latency = self.latency;
+        let (reply, retry_after) = match self.plan {
+            Plan::ConcurrencyLimit {
+                max_in_flight,
+                retry_after_s,
+            } if in_flight > max_in_flight => {
+                latency = Duration::ZERO;
+                let ra = Duration::from_secs(retry_after_s);
+                (Reply::too_many_concurrent(retry_after_s), Some(ra))
+            }
+            Plan::ThrottleAndFlaky {
+                throttle_every,
+                retry_after_s,
+                ..
+            } if n.is_multiple_of(throttle_every) => {
+                let ra = Duration::from_secs(retry_after_s);
+                (Reply::throttled(retry_after_s), Some(ra))
+            }
+            Plan::Flaky { every }
+            | Plan::ThrottleAndFlaky {
+                flaky_every: every, ..
+            } if n.is_multiple_of(every) => (Reply::error(503, "", "Service Unavailable"), None),
+            _ => (s.create(&self.base, body, self.keep_bodies), None),
+        };
+        s.log.push(Logged {
+            at,
+            status: reply.status,
+            retry_after,
+            answered: at + latency,
+        });
+        (reply, latency)
+    }
+
+    /// Answers every `POST /api/data/v9.2/leads` on `server`.
+    pub async fn mount(&self, server: &MockServer) {
+        on_lead_create()
+            .respond_with(self.clone())
+            .mount(server)
+            .await;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Created records by `leadid` (`null` [`without_bodies`](Self::without_bodies)).
+    pub fn records(&self) -> HashMap<String, Value> {
+        self.state().records.clone()
+    }
+
+    /// How many records were created.
+    pub fn record_count(&self) -> usize {
+        self.state().records.len()
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.state().log.clone()
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state().peak_in_flight
+    }
+
+    /// How many created records carry each email address.
+    pub fn records_by_email(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for r in self.state().records.values() {
+            if let Some(e) = r["emailaddress1"].as_str() {
+                *out.entry(e.to_owned()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Requests that arrived while an earlier 429's Retry-After was running,
+    /// allowing `in_flight_grace` for requests already on the way when the
+    /// 429 went out: for each, how long after a 429 it came and that 429's
+    /// Retry-After.
+    pub fn retry_after_violations(&self, in_flight_grace: Duration) -> Vec<(Duration, Duration)> {
+        let s = self.state();
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, t) in s.log.iter().enumerate() {
+            let Some(ra) = t.retry_after else { continue };
+            for (j, later) in s.log.iter().enumerate().skip(i + 1) {
+                let gap = later.at.duration_since(t.at);
+                if gap >= ra {
+                    break;
+                }
+                if gap > in_flight_grace && seen.insert(j) {
+                    out.push((gap, ra));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl wiremock::Respond for FakeDataverse {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let (reply, delay) = self.answer(&req.body);
+        let template = reply.template();
+        if delay.is_zero() {
+            template
+        } else {
+            template.set_delay(delay)
+        }
+    }
+}
+
+/// A fresh [`FakeDataverse`] answering every create on `server`.
+pub async fn mount_created(server: &MockServer) -> FakeDataverse {
+    let fake = FakeDataverse::new(server);
+    fake.mount(server).await;
+    fake
+}
+
+// ---- metadata and WhoAmI ----------------------------------------------------
+
+/// `(logical name, AttributeType, IsValidForCreate, MaxLength)` of the lead
+/// columns the fake knows, as a default organization has them.
+pub const LEAD_COLUMNS: &[(&str, &str, bool, Option<u32>)] = &[
+    ("leadid", "Uniqueidentifier", true, None),
+    ("subject", "String", true, Some(300)),
+    ("firstname", "String", true, Some(50)),
+    ("lastname", "String", true, Some(50)),
+    ("fullname", "String", false, Some(160)),
+    ("emailaddress1", "String", true, Some(100)),
+    ("telephone1", "String", true, Some(50)),
+    ("mobilephone", "String", true, Some(20)),
+    ("companyname", "String", true, Some(100)),
+    ("jobtitle", "String", true, Some(100)),
+    ("address1_country", "String", true, Some(80)),
+    ("websiteurl", "String", true, Some(200)),
+    ("description", "Memo", true, Some(2000)),
+    ("leadsourcecode", "Picklist", true, None),
+    ("ownerid", "Owner", true, None),
+    ("parentaccountid", "Lookup", true, None),
+    ("statecode", "State", true, None),
+    ("statuscode", "Status", true, None),
+    ("donotemail", "Boolean", true, None),
+    ("createdon", "DateTime", false, None),
+];
+
+const LEAD_SOURCE_OPTIONS: [(i64, &str); 10] = [
+    (1, "Advertisement"),
+    (2, "Employee Referral"),
+    (3, "External Referral"),
+    (4, "Partner"),
+    (5, "Public Relations"),
+    (6, "Seminar"),
+    (7, "Trade Show"),
+    (8, "Web"),
+    (9, "Word of Mouth"),
+    (10, "Other"),
+];
+
+fn metadata_id(i: usize) -> String {
+    format!(
+        "{:08x}-c699-e311-9752-6c3be5a87df0",
+        0x7919_4881u32 + i as u32
+    )
+}
+
+fn odata_type(attribute_type: &str) -> String {
+    let t = match attribute_type {
+        "Owner" | "Lookup" | "Customer" => "Lookup",
+        other => other,
+    };
+    format!("#Microsoft.Dynamics.CRM.{t}AttributeMetadata")
+}
+
+/// The answers of `EntityDefinitions(LogicalName='lead')/Attributes…`, shaped
+/// like Dataverse's (`@odata.context`, `@odata.type`, `MetadataId`), with
+/// `subject` limited to `subject_max` characters.
+pub fn lead_metadata(base: &str, subject_max: u32) -> [(String, Value); 4] {
+    let context = |sel: &str| {
+        format!("{base}/api/data/v9.2/$metadata#EntityDefinitions('lead')/Attributes{sel}")
+    };
+    let all: Vec<Value> = LEAD_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty, create, _))| {
+            json!({
+                "@odata.type": odata_type(ty),
+                "LogicalName": name,
+                "AttributeType": ty,
+                "IsValidForCreate": create,
+                "MetadataId": metadata_id(i),
+            })
+        })
+        .collect();
+    let with_max = |kind: &str| -> Vec<Value> {
+        LEAD_COLUMNS
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, ty, _, _))| *ty == kind)
+            .map(|(i, (name, _, _, max))| {
+                let max = if *name == "subject" {
+                    Some(subject_max)
+                } else {
+                    *max
+                };
+                json!({"LogicalName": name, "MaxLength": max, "MetadataId": metadata_id(i)})
+            })
+            .collect()
+    };
+    let options: Vec<Value> = LEAD_SOURCE_OPTIONS
+        .iter()
+        .map(|(v, label)| {
+            json!({
+                "Value": v,
+                "Color": null,
+                "IsManaged": true,
+                "Label": {
+                    "LocalizedLabels": [{"Label": label, "LanguageCode": 1033, "IsManaged": true}],
+                    "UserLocalizedLabel": {"Label": label, "LanguageCode": 1033, "IsManaged": true},
+                },
+            })
+        })
+        .collect();
+    [
+        (
+            ENTITY_PATH.to_owned(),
+            json!({"@odata.context": context("(LogicalName,AttributeType,IsValidForCreate)"), "value": all}),
+        ),
+        (
+            format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.StringAttributeMetadata"),
+            json!({"@odata.context": context("/Microsoft.Dynamics.CRM.StringAttributeMetadata(LogicalName,MaxLength)"), "value": with_max("String")}),
+        ),
+        (
+            format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.MemoAttributeMetadata"),
+            json!({"@odata.context": context("/Microsoft.Dynamics.CRM.MemoAttributeMetadata(LogicalName,MaxLength)"), "value": with_max("Memo")}),
+        ),
+        (
+            format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"),
+            json!({
+                "@odata.context": context("/Microsoft.Dynamics.CRM.PicklistAttributeMetadata(LogicalName,OptionSet())"),
+                "value": [{
+                    "LogicalName": "leadsourcecode",
+                    "MetadataId": metadata_id(13),
+                    "OptionSet@odata.context": context("(13)/OptionSet"),
+                    "OptionSet": {"MetadataId": "3b9c4f6e-0000-4000-8000-000000000013", "Options": options},
+                }],
+            }),
+        ),
+    ]
+}
+
+pub async fn mount_metadata(server: &MockServer, subject_max: u32) {
+    for (p, body) in lead_metadata(&server.uri(), subject_max) {
+        Mock::given(method("GET"))
+            .and(path(p.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("OData-Version", "4.0")
+                    .set_body_json(body),
+            )
+            .mount(server)
+            .await;
+    }
+}
+
+pub async fn mount_whoami(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(WHOAMI_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("OData-Version", "4.0")
+                .insert_header("x-ms-dop-hint", "4")
+                .set_body_json(json!({
+                    "@odata.context": format!("{}/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", server.uri()),
+                    "BusinessUnitId": BUSINESS_UNIT_ID,
+                    "UserId": USER_ID,
+                    "OrganizationId": ORGANIZATION_ID,
+                })),
+        )
+        .mount(server)
+        .await;
+}
