@@ -21,10 +21,6 @@ macro_rules! typed_id {
             pub fn generate() -> Self {
                 Self(Uuid::$new())
             }
-
-            pub fn as_uuid(&self) -> Uuid {
-                self.0
-            }
         }
 
         impl From<Uuid> for $name {
