@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use leadbridge::store::DeliveryStatus;
 use serde_json::Value;
 
@@ -129,11 +127,9 @@ async fn dead_letters_are_listed_shown_and_replayed_over_the_admin_api() {
     mount_created(&t.dataverse).await;
     let a = t.accept_lead(&lead_n(1)).await;
     let b = t.accept_lead(&lead_n(2)).await;
-    let dead_a = t
-        .wait_for(a, DeliveryStatus::Dead, Duration::from_secs(10))
-        .await;
-    t.wait_for(b, DeliveryStatus::Dead, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 2);
+    let dead_a = t.delivery_in(a, DeliveryStatus::Dead).await;
+    t.delivery_in(b, DeliveryStatus::Dead).await;
 
     let (status, body) = get(
         &t,
@@ -174,8 +170,8 @@ async fn dead_letters_are_listed_shown_and_replayed_over_the_admin_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    t.wait_for(a, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 1, "the replay is due at once");
+    t.delivery_in(a, DeliveryStatus::Delivered).await;
     let r = post(format!("/admin/deliveries/{}/retry", dead_a.id))
         .await
         .unwrap();
@@ -191,6 +187,6 @@ async fn dead_letters_are_listed_shown_and_replayed_over_the_admin_api() {
     assert_eq!(r.status(), 202);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["queued"], 1);
-    t.wait_for(b, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(b, DeliveryStatus::Delivered).await;
 }

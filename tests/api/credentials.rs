@@ -1,6 +1,6 @@
 //! Certificate, workload-identity and managed-identity credentials, end to end.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +13,6 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::common::*;
 
-const WAIT: Duration = Duration::from_secs(10);
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// `openssl x509 -in tests/fixtures/client-cert.pem -noout -fingerprint -sha256` / `-sha1`.
 const CERT_SHA256: &str = "C130FC87E26B207A9221C0BE3EEA688146C6DFB1230D975C1F6F7A4212CD94BB";
@@ -71,7 +70,8 @@ async fn a_certificate_signs_the_client_assertion_and_the_lead_is_delivered() {
             .await;
         let before = now_secs();
         let id = t.accept_lead(sample_2020()).await;
-        let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+        assert_eq!(t.deliver_due().await, 1);
+        let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
         assert_eq!(
             t.sent_record(d.record_id).await["emailaddress1"],
             "someone@contoso.com"
@@ -171,10 +171,12 @@ async fn each_assertion_is_new_and_a_refused_certificate_is_permanent() {
     mount_created(&t.dataverse).await;
     for _ in 0..2 {
         let id = t.accept_lead(&next_lead()).await;
-        t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+        assert_eq!(t.deliver_due().await, 1);
+        t.delivery_in(id, DeliveryStatus::Delivered).await;
     }
     let id = t.accept_lead(&next_lead()).await;
-    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
     assert_eq!(d.attempts, 1, "a refused certificate is not retried");
     let err = d.last_error.unwrap_or_default();
     assert!(
@@ -211,7 +213,7 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
             token_file.display()
         )),
         max_attempts: 50,
-        ..TestConfig::default()
+        ..TestConfig::retry_at_once()
     })
     .await;
     // Inside the refresh margin: each delivery needs a new token.
@@ -222,13 +224,15 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
     mount_created(&t.dataverse).await;
 
     let first = t.accept_lead(&next_lead()).await;
-    t.wait_for(first, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(first, DeliveryStatus::Delivered).await;
     // The kubelet rotates the projected token by replacing the file.
     let fresh = dir.path().join(".new-token");
     std::fs::write(&fresh, "federated-token-two").unwrap();
     std::fs::rename(&fresh, &token_file).unwrap();
     let second = t.accept_lead(&next_lead()).await;
-    t.wait_for(second, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(second, DeliveryStatus::Delivered).await;
 
     let reqs = t.token_requests().await;
     assert_eq!(reqs.len(), 2);
@@ -245,14 +249,17 @@ async fn workload_identity_reads_the_rotated_token_file_for_every_request() {
     // An unreadable token file is a temporary problem with a clear message.
     std::fs::remove_file(&token_file).unwrap();
     let third = t.accept_lead(&next_lead()).await;
-    let d = t.wait_for(third, DeliveryStatus::Retrying, WAIT).await;
+    // One pass: its retry is due at once, but the file is not back yet.
+    assert_eq!(t.run_worker_once().await, 1);
+    let d = t.delivery_in(third, DeliveryStatus::Retrying).await;
     let err = d.last_error.unwrap_or_default();
     assert!(
         err.contains("federated token file") && err.contains("azure-identity-token"),
         "{err}"
     );
     std::fs::write(&token_file, "federated-token-three").unwrap();
-    t.wait_for(third, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(third, DeliveryStatus::Delivered).await;
     let reqs = t.token_requests().await;
     assert_eq!(
         form_fields(&reqs.last().unwrap().body)["client_assertion"],
@@ -300,7 +307,8 @@ async fn managed_identity_asks_imds_and_reads_expires_in_as_a_string() {
         .await;
     for _ in 0..2 {
         let id = t.accept_lead(&next_lead()).await;
-        t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+        assert_eq!(t.deliver_due().await, 1);
+        t.delivery_in(id, DeliveryStatus::Delivered).await;
     }
     let reqs = requests_to(&t.entra, IMDS_PATH).await;
     // Read as 3599 s, the token serves both leads; misread, it would be
@@ -314,7 +322,11 @@ async fn managed_identity_asks_imds_and_reads_expires_in_as_a_string() {
 
 #[tokio::test]
 async fn managed_identity_errors_are_classified() {
-    let t = TestApp::spawn_with(managed_identity()).await;
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: RETRY_AT_ONCE,
+        ..managed_identity()
+    })
+    .await;
     // IMDS answers 404 while it updates itself: retried.
     Mock::given(method("GET"))
         .and(path(IMDS_PATH))
@@ -333,7 +345,8 @@ async fn managed_identity_errors_are_classified() {
         .mount(&t.entra)
         .await;
     let id = t.accept_lead(&next_lead()).await;
-    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(t.deliver_due().await, 2);
+    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
     assert_eq!(d.attempts, 2, "404 retried, 400 permanent");
     let err = d.last_error.unwrap_or_default();
     assert!(

@@ -25,7 +25,8 @@ async fn both_seed_samples_become_exactly_the_expected_dataverse_request() {
 
     for sample in [sample_2020(), sample_2018()] {
         let id = t.accept_lead(sample).await;
-        let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+        assert_eq!(t.deliver_due().await, 1);
+        let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
         let expected_ref = format!("{}{LEADS_PATH}({})", t.dataverse.uri(), d.record_id);
         assert_eq!(
             d.remote_ref.as_deref(),
@@ -42,7 +43,7 @@ async fn both_seed_samples_become_exactly_the_expected_dataverse_request() {
 
 #[tokio::test]
 async fn a_transient_error_is_retried_until_delivered() {
-    let t = TestApp::spawn().await;
+    let t = TestApp::spawn_with(TestConfig::retry_at_once()).await;
     mount_token(&t.entra, "token-1").await;
     on_lead_create()
         .respond_with(service_unavailable())
@@ -52,7 +53,8 @@ async fn a_transient_error_is_retried_until_delivered() {
         .await;
     mount_created(&t.dataverse).await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 3, "two retries, each due at once");
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(d.attempts, 3);
     let bodies = t.create_bodies().await;
     assert_eq!(bodies.len(), 3);
@@ -65,7 +67,8 @@ async fn a_transient_error_is_retried_until_delivered() {
 
 #[tokio::test]
 async fn throttling_is_honoured() {
-    let t = TestApp::spawn().await;
+    // Retry-After is a wait on the clock: the worker's own loop must keep it.
+    let t = TestApp::spawn_with(TestConfig::background_worker()).await;
     mount_token(&t.entra, "token-1").await;
     on_lead_create()
         .respond_with(throttled(2))
@@ -88,7 +91,7 @@ async fn throttling_is_honoured() {
 async fn a_duplicate_key_on_retry_counts_as_delivered() {
     // The first create got through but its answer was lost (timeout / 503 from a
     // gateway); the retry is refused as a duplicate of our own key.
-    let t = TestApp::spawn().await;
+    let t = TestApp::spawn_with(TestConfig::retry_at_once()).await;
     mount_token(&t.entra, "token-1").await;
     on_lead_create()
         .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
@@ -101,7 +104,8 @@ async fn a_duplicate_key_on_retry_counts_as_delivered() {
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 2, "the 502, then the retry");
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     let expected_ref = format!("{}{LEADS_PATH}({})", t.dataverse.uri(), d.record_id);
     assert_eq!(d.remote_ref.as_deref(), Some(expected_ref.as_str()));
 }
@@ -119,7 +123,8 @@ async fn a_permanent_dataverse_error_dead_letters_with_its_message() {
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
     assert_eq!(d.attempts, 1, "permanent errors are not retried");
     let err = d.last_error.unwrap_or_default();
     assert!(
@@ -141,7 +146,8 @@ async fn a_403_missing_privilege_is_permanent() {
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
     assert!(d.last_error.unwrap_or_default().contains("prvCreateLead"));
 }
 
@@ -149,7 +155,7 @@ async fn a_403_missing_privilege_is_permanent() {
 async fn retries_are_bounded() {
     let t = TestApp::spawn_with(TestConfig {
         max_attempts: 3,
-        ..Default::default()
+        ..TestConfig::retry_at_once()
     })
     .await;
     mount_token(&t.entra, "token-1").await;
@@ -162,7 +168,8 @@ async fn retries_are_bounded() {
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(t.deliver_due().await, 3);
+    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
     assert_eq!(d.attempts, 3);
     assert_eq!(t.create_requests().await.len(), 3);
     let err = d.last_error.unwrap_or_default();
@@ -176,7 +183,8 @@ async fn retries_are_bounded() {
 async fn dry_run_sends_nothing_to_microsoft() {
     let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert!(d.remote_ref.unwrap_or_default().starts_with("dry-run:"));
     assert!(received(&t.entra).await.is_empty());
     assert!(received(&t.dataverse).await.is_empty());
@@ -200,7 +208,8 @@ fields:
     let id = t
         .accept_lead(r#"{"LeadSource":"AzureMarketplace-PLT|contoso.crm-suite","OfferTitle":"Contoso CRM Suite","UserDetails":{"Email":"a@b.c"}}"#)
         .await;
-    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     let sent = t.create_bodies().await.remove(0);
     assert_eq!(
         sent,

@@ -91,7 +91,7 @@ fn assert_exactly_once(fake: &FakeDataverse, accepted: &HashSet<String>) {
 async fn retry_after_pauses_the_whole_queue_and_every_lead_arrives_once() {
     let t = TestApp::spawn_with(TestConfig {
         max_attempts: 1000,
-        ..Default::default()
+        ..TestConfig::background_worker()
     })
     .await;
     mount_token(&t.entra, "token-1").await;
@@ -142,10 +142,9 @@ async fn the_same_lead_twice_within_the_window_is_answered_duplicate_and_created
     let second = t.accept_lead(&other).await;
     assert_ne!(first, second);
 
-    t.wait_for(first, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
-    t.wait_for(second, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 2);
+    t.delivery_in(first, DeliveryStatus::Delivered).await;
+    t.delivery_in(second, DeliveryStatus::Delivered).await;
     assert_eq!(fake.records().len(), 2);
     assert_eq!(t.count("leads").await, 2);
 }
@@ -169,9 +168,8 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
     mount_created(&t.dataverse).await;
 
     let id = t.accept_lead(sample_2020()).await;
-    let dead = t
-        .wait_for(id, DeliveryStatus::Dead, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 1);
+    let dead = t.delivery_in(id, DeliveryStatus::Dead).await;
     assert!(
         dead.last_error
             .as_deref()
@@ -206,9 +204,8 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
     let out = t.cli(&["deliveries", "retry", &dead.id.to_string()]).await;
     assert!(out.success(), "{}", out.stderr);
     assert!(out.stdout.contains("queued"));
-    let delivered = t
-        .wait_for(id, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 1, "the replay is due at once");
+    let delivered = t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(delivered.attempts, 2);
     let last = t.last_create_body().await;
     assert!(

@@ -1,15 +1,11 @@
 //! The worker cuts values to the real MaxLength from Dataverse's metadata.
 
-use std::time::Duration;
-
 use leadbridge::store::DeliveryStatus;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::common::*;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn lead_with_title(title: &str) -> String {
     json!({"OfferTitle": title, "UserDetails": {"LastName": "One"}}).to_string()
@@ -23,7 +19,8 @@ async fn a_value_longer_than_max_length_is_cut_to_it() {
     mount_created(&t.dataverse).await;
     let title = "Contoso CRM ".repeat(30); // 360 characters
     let id = t.accept_lead(&lead_with_title(&title)).await;
-    t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::Delivered).await;
     let sent = t.last_create_body().await;
     let subject = sent["subject"].as_str().unwrap();
     assert_eq!(
@@ -53,7 +50,8 @@ async fn the_mappings_ellipsis_choice_is_kept() {
     let id = t
         .accept_lead(&lead_with_title("An offer title of forty characters long!"))
         .await;
-    t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(
         t.last_create_body().await["subject"],
         "An offer title of f…"
@@ -72,14 +70,16 @@ async fn metadata_failures_never_block_delivery() {
     mount_created(&t.dataverse).await;
     let title = "x".repeat(310);
     let first = t.accept_lead(&lead_with_title(&title)).await;
-    t.wait_for(first, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(first, DeliveryStatus::Delivered).await;
     assert_eq!(
         t.last_create_body().await["subject"],
         title.as_str(),
         "sent as rendered"
     );
     let second = t.accept_lead(&lead_with_title("short")).await;
-    let d = t.wait_for(second, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(second, DeliveryStatus::Delivered).await;
     assert_eq!(d.attempts, 1);
     // A failed fetch is not repeated for every delivery.
     let all = received(&t.dataverse)
@@ -94,7 +94,8 @@ async fn metadata_failures_never_block_delivery() {
 async fn dry_run_organizations_fetch_no_metadata() {
     let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(&lead_with_title(&"y".repeat(400))).await;
-    t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert!(received(&t.dataverse).await.is_empty());
 }
 

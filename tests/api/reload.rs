@@ -20,7 +20,8 @@ const INVALID: &str = "fields:\n  lastname: UserDetails.LastName\n  subject:\n  
 
 async fn deliver_one(t: &TestApp) -> Value {
     let id = t.accept_lead(&next_lead()).await;
-    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     t.sent_record(d.record_id).await
 }
 

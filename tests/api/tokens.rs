@@ -16,8 +16,11 @@ async fn one_token_serves_many_leads_and_the_request_is_client_credentials() {
     for n in 0..12 {
         ids.push(t.accept_lead(&lead_n(n)).await);
     }
+    // Four at a time (the test config's concurrency): the first pass's four
+    // attempts run together.
+    assert_eq!(t.deliver_due().await, 12);
     for id in ids {
-        t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+        t.delivery_in(id, DeliveryStatus::Delivered).await;
     }
     let token_reqs = t.token_requests().await;
     assert_eq!(
@@ -47,13 +50,17 @@ async fn the_token_is_fetched_again_when_it_nears_expiry() {
         .await;
     mount_created(&t.dataverse).await;
     let a = t.accept_lead(&lead_n(1)).await;
-    t.wait_for(a, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(a, DeliveryStatus::Delivered).await;
     let b = t.accept_lead(&lead_n(2)).await;
-    t.wait_for(b, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(b, DeliveryStatus::Delivered).await;
     assert_eq!(t.token_requests().await.len(), 1, "still fresh");
+    // The token's own clock: past its refresh point.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let c = t.accept_lead(&lead_n(3)).await;
-    t.wait_for(c, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(c, DeliveryStatus::Delivered).await;
     assert_eq!(t.token_requests().await.len(), 2, "refreshed before expiry");
 }
 
@@ -81,7 +88,8 @@ async fn a_401_from_dataverse_triggers_exactly_one_refresh() {
         .mount(&t.dataverse)
         .await;
     let id = t.accept_lead(sample_2020()).await;
-    let d = t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(d.attempts, 1, "the refresh happens inside one attempt");
     assert_eq!(t.token_requests().await.len(), 2);
     assert_eq!(t.create_requests().await.len(), 2);
@@ -115,7 +123,8 @@ async fn bad_credentials_dead_letter_with_entras_description() {
             .mount(&t.entra)
             .await;
         let id = t.accept_lead(sample_2020()).await;
-        let d = t.wait_for(id, DeliveryStatus::Dead, WAIT).await;
+        assert_eq!(t.deliver_due().await, 1);
+        let d = t.delivery_in(id, DeliveryStatus::Dead).await;
         let err = d.last_error.unwrap_or_default();
         assert!(
             err.contains(error) && err.contains(&format!("AADSTS{code}")),
@@ -133,7 +142,9 @@ async fn bad_credentials_dead_letter_with_entras_description() {
 
 #[tokio::test]
 async fn an_unavailable_token_endpoint_is_retried() {
-    let t = TestApp::spawn().await;
+    // The second answer's Retry-After is a wait on the clock: the worker's
+    // own loop must keep it.
+    let t = TestApp::spawn_with(TestConfig::background_worker()).await;
     on_token_request()
         .respond_with(entra_error(
             503,

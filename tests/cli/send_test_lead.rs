@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use leadbridge::store::DeliveryStatus;
 use serde_json::Value;
 
@@ -22,8 +20,8 @@ async fn the_seed_sample_reaches_a_running_leadbridge() {
     assert!(!run.stdout.contains(SECRET), "the secret is not printed");
 
     let id = answer["id"].as_str().unwrap().parse().unwrap();
-    t.wait_for(id, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(t.count("leads").await, 1);
 }
 
@@ -82,9 +80,8 @@ async fn a_lead_file_is_sent_as_is() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let answer: Value = serde_json::from_str(run.stdout.lines().nth(2).unwrap()).unwrap();
     let id = answer["id"].as_str().unwrap().parse().unwrap();
-    let d = t
-        .wait_for(id, DeliveryStatus::Delivered, Duration::from_secs(10))
-        .await;
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(d.lead_id, id);
     let pool = t.db().await;
     let (payload, is_test): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use leadbridge::config::Settings;
 use leadbridge::ids::{LeadId, RecordId};
 use leadbridge::startup::Application;
+pub use leadbridge::startup::WorkerMode;
 use leadbridge::store::{DeliveryStatus, DeliveryView};
 use serde_json::Value;
 use uuid::Uuid;
@@ -49,11 +50,28 @@ pub fn mapping_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// `[delivery] backoff_initial` and `backoff_max` of [`TestConfig::retry_at_once`]:
+/// a failed attempt's retry is due by the next worker pass.
+pub const RETRY_AT_ONCE: (&str, &str) = ("1ns", "1ns");
+
 /// How a test wants the app configured.
 pub struct TestConfig {
+    /// Who runs deliveries in a [`TestApp`]. [`WorkerMode::Manual`] (the
+    /// default): nothing is attempted until the test calls
+    /// [`TestApp::deliver_due`] or [`TestApp::run_worker_once`], so what a
+    /// test sees does not depend on timing. [`WorkerMode::Background`]: the
+    /// worker's own loop, for tests about that loop (throttling,
+    /// Retry-After, shutdown), which wait with [`TestApp::wait_for`]. The
+    /// binary in a child process ([`Served`], [`Fakes::cli`]) always runs its
+    /// own worker, whatever this says.
+    pub worker: WorkerMode,
     pub dry_run: bool,
     pub mapping: PathBuf,
     pub max_attempts: u32,
+    /// `[delivery] concurrency`: deliveries one worker pass claims at most.
+    pub concurrency: usize,
+    /// `[delivery] backoff_initial` and `backoff_max` (100 ms and 400 ms).
+    pub backoff: (&'static str, &'static str),
     /// Extra `[delivery]` lines.
     pub delivery_toml: String,
     pub lease: &'static str,
@@ -71,9 +89,12 @@ pub struct TestConfig {
 impl Default for TestConfig {
     fn default() -> Self {
         Self {
+            worker: WorkerMode::Manual,
             dry_run: false,
             mapping: repo_path("mappings/contoso.yaml"),
             max_attempts: 5,
+            concurrency: 4,
+            backoff: ("100ms", "400ms"),
             delivery_toml: String::new(),
             lease: "30s",
             extra_toml: String::new(),
@@ -90,6 +111,23 @@ impl TestConfig {
     pub fn json_logs() -> Self {
         Self {
             log_format: "json",
+            ..Default::default()
+        }
+    }
+
+    /// The defaults with [`RETRY_AT_ONCE`]: [`TestApp::deliver_due`] runs a
+    /// delivery's retries to its outcome, with no wait in between.
+    pub fn retry_at_once() -> Self {
+        Self {
+            backoff: RETRY_AT_ONCE,
+            ..Default::default()
+        }
+    }
+
+    /// The defaults with the worker's own loop running deliveries.
+    pub fn background_worker() -> Self {
+        Self {
+            worker: WorkerMode::Background,
             ..Default::default()
         }
     }
@@ -166,11 +204,11 @@ listen = "127.0.0.1:0"
 url = "{store_url}"
 
 [delivery]
-concurrency = 4
+concurrency = {concurrency}
 poll_interval = "50ms"
 max_attempts = {max_attempts}
-backoff_initial = "100ms"
-backoff_max = "400ms"
+backoff_initial = "{backoff_initial}"
+backoff_max = "{backoff_max}"
 request_timeout = "2s"
 lease = "{lease}"
 shutdown_grace = "2s"
@@ -193,6 +231,9 @@ client_id = "{CLIENT_ID}"
 {extra}
 "#,
             max_attempts = cfg.max_attempts,
+            concurrency = cfg.concurrency,
+            backoff_initial = cfg.backoff.0,
+            backoff_max = cfg.backoff.1,
             delivery_extra = cfg.delivery_toml,
             lease = cfg.lease,
             log_format = cfg.log_format,
@@ -287,6 +328,8 @@ pub async fn requests_to(server: &MockServer, path_: &str) -> Vec<Request> {
 pub struct TestApp {
     pub fakes: Fakes,
     pub app: Option<Application>,
+    /// How [`TestApp::start`] builds the app: [`TestConfig::worker`].
+    pub worker: WorkerMode,
     pub base: String,
     /// `http://<admin listener>`.
     pub admin: String,
@@ -336,6 +379,7 @@ impl TestApp {
         Self {
             fakes: Fakes::start(&cfg).await,
             app: None,
+            worker: cfg.worker,
             base: String::new(),
             admin: String::new(),
             http: reqwest::Client::new(),
@@ -348,7 +392,7 @@ impl TestApp {
 
     /// Starts (or restarts) the application on the same store and fakes.
     pub async fn start(&mut self) {
-        let app = Application::build(self.settings())
+        let app = Application::build_with(self.settings(), self.worker)
             .await
             .expect("app starts");
         self.base = format!("http://{}", app.local_addr());
@@ -399,17 +443,71 @@ impl TestApp {
     }
 
     pub async fn deliveries(&self, lead_id: LeadId) -> Vec<DeliveryView> {
-        let store = self.app.as_ref().expect("running").store();
+        let store = self.running().store();
         store.deliveries_of_lead(lead_id).await.expect("store read")
     }
 
-    /// Waits until the lead's delivery reaches `status`.
+    fn running(&self) -> &Application {
+        self.app.as_ref().expect("running")
+    }
+
+    /// One pass of the delivery worker: claims what is due now, runs those
+    /// attempts to the end and records them; how many it claimed.
+    pub async fn run_worker_once(&self) -> usize {
+        assert_eq!(
+            self.worker,
+            WorkerMode::Manual,
+            "run_worker_once needs TestConfig::worker = WorkerMode::Manual"
+        );
+        self.running().run_worker_once().await
+    }
+
+    /// Worker passes until one finds nothing due; how many deliveries they
+    /// claimed in all (a delivery tried three times counts three).
+    pub async fn deliver_due(&self) -> usize {
+        const MAX_PASSES: usize = 100;
+        let mut claimed = 0;
+        for _ in 0..MAX_PASSES {
+            match self.run_worker_once().await {
+                0 => return claimed,
+                n => claimed += n,
+            }
+        }
+        panic!("still deliveries due after {MAX_PASSES} worker passes ({claimed} claimed)");
+    }
+
+    /// The lead's one delivery.
+    pub async fn delivery(&self, lead_id: LeadId) -> DeliveryView {
+        let mut ds = self.deliveries(lead_id).await;
+        assert_eq!(
+            ds.len(),
+            1,
+            "lead {lead_id}: one delivery expected: {ds:#?}"
+        );
+        ds.remove(0)
+    }
+
+    /// The lead's one delivery, which must be in `status` now.
+    pub async fn delivery_in(&self, lead_id: LeadId, status: DeliveryStatus) -> DeliveryView {
+        let d = self.delivery(lead_id).await;
+        assert_eq!(d.status, status, "lead {lead_id}: {d:#?}");
+        d
+    }
+
+    /// Waits until the background worker has brought the lead's delivery to
+    /// `status` ([`WorkerMode::Background`] only: in manual mode nothing
+    /// would move it).
     pub async fn wait_for(
         &self,
         lead_id: LeadId,
         status: DeliveryStatus,
         within: Duration,
     ) -> DeliveryView {
+        assert_eq!(
+            self.worker,
+            WorkerMode::Background,
+            "wait_for needs the background worker; with WorkerMode::Manual use deliver_due"
+        );
         let deadline = Instant::now() + within;
         loop {
             let ds = self.deliveries(lead_id).await;
@@ -449,7 +547,7 @@ impl TestApp {
     }
 
     pub fn mappings(&self) -> std::sync::Arc<leadbridge::delivery::Organizations> {
-        self.app.as_ref().expect("running").organizations()
+        self.running().organizations()
     }
 }
 
