@@ -188,7 +188,7 @@ impl Application {
     }
 
     /// One pass of the delivery worker ([`crate::delivery::Worker::run_once`]):
-    /// the number of deliveries attempted. Zero in [`WorkerMode::Background`],
+    /// the number of deliveries it claimed and attempted. Zero in [`WorkerMode::Background`],
     /// where the worker's own task does the work.
     pub async fn run_worker_once(&self) -> usize {
         match &self.worker {
