@@ -18,58 +18,43 @@ use crate::lead::OrgName;
 
 pub(crate) use sql::SqlStore;
 
-/// Where a lead is delivered to.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Destination {
-    Dataverse,
-}
+/// An enum stored by name and shown to operators under the same name: the
+/// snake_case variant, in the database, JSON, the CLI and metric labels.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
 
-/// Where a delivery stands.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Retrying,
-    Delivered,
-    Dead,
-}
-
-macro_rules! as_str {
-    ($($t:ty),*) => {$(
-        impl $t {
-            /// The name stored in the database and shown to operators.
+        impl $name {
             pub fn as_str(self) -> &'static str {
                 self.into()
             }
         }
-    )*};
+    };
 }
-as_str!(Destination, DeliveryStatus);
+
+named_enum! {
+    /// Where a lead is delivered to.
+    pub enum Destination {
+        Dataverse,
+    }
+}
+
+named_enum! {
+    /// Where a delivery stands.
+    pub enum DeliveryStatus {
+        Pending,
+        Retrying,
+        Delivered,
+        Dead,
+    }
+}
 
 /// A lead accepted by intake, about to be stored.
 #[derive(Debug, Clone)]
