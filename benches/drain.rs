@@ -79,6 +79,10 @@ async fn send(fake: FakeDataverse, body: Bytes) -> warp::reply::Response {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    to_response(reply)
+}
+
+fn to_response(reply: dataverse::Reply) -> warp::reply::Response {
     let (body, content_type) = reply.body.unwrap_or_default();
     let mut response = body.into_response();
     *response.status_mut() = StatusCode::from_u16(reply.status).expect("status");
@@ -115,8 +119,26 @@ async fn start_fake(latency: Duration, ceiling: usize) -> (String, FakeDataverse
         .and(warp::post())
         .and(warp::body::bytes())
         .then(move |body| send(leads_fake.clone(), body));
+    // `GET leads(<id>)`: a duplicate key is verified by reading the record.
+    let reads_fake = fake.clone();
+    let reads = warp::path!("api" / "data" / "v9.2" / String)
+        .and(warp::get())
+        .and_then(move |segment: String| {
+            let fake = reads_fake.clone();
+            async move {
+                match segment
+                    .strip_prefix("leads(")
+                    .and_then(|rest| rest.strip_suffix(')'))
+                {
+                    Some(id) => Ok(to_response(fake.read(id))),
+                    None => Err(warp::reject::not_found()),
+                }
+            }
+        });
     let routes = token
         .or(leads)
+        .unify()
+        .or(reads)
         .unify()
         .recover(|_| async { Ok::<_, Infallible>(StatusCode::NOT_FOUND.into_response()) });
     tokio::spawn(warp::serve(routes).incoming(listener).run());

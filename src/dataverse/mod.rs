@@ -125,6 +125,35 @@ impl DataverseClient {
         let body = response.bytes().await.unwrap_or_default();
         Err(classify(status, &headers, &body))
     }
+
+    /// Whether the record `{entity_set}({record_id})` exists: how a
+    /// duplicate-key answer is told apart from a duplicate of another record
+    /// (a plugin or an alternate key), which must not count as delivered.
+    pub async fn record_exists(
+        &self,
+        req: &CreateRequest<'_>,
+        primary_key: &str,
+        token: &AccessToken,
+    ) -> Result<bool, DataverseError> {
+        let mut builder = self
+            .http
+            .get(format!("{}?$select={primary_key}", req.entity_ref()))
+            .bearer_auth(token.bearer());
+        for (k, v) in READ_HEADERS {
+            builder = builder.header(k, v);
+        }
+        let response = builder.send().await.map_err(|e| network(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        Err(classify(status, &headers, &body))
+    }
 }
 
 fn network(e: &reqwest::Error) -> DataverseError {

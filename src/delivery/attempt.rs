@@ -2,7 +2,8 @@
 //!
 //! [`prepare`] (read the stored lead, render the record) → [`authorize`]
 //! (a token, unless dry run) → [`send`] (fit the record to the columns,
-//! wait for the request budget, create; one fresh token after a 401) →
+//! wait for the request budget, create; one fresh token after a 401; a
+//! duplicate of our key verified by reading the record back) →
 //! [`classify`] (what the answer means for the delivery). [`run`] chains
 //! the first three; the worker observes the [`Completed`] attempt, classifies
 //! it and records the outcome.
@@ -41,6 +42,10 @@ pub(super) enum AttemptError {
     NoCredentials,
     #[error("stored lead cannot be read: {0}")]
     UnreadableLead(String),
+    /// Dataverse refused the create as a duplicate, but our record is not
+    /// there: the duplicate is of something else (a plugin, an alternate key).
+    #[error("{0}; but record {1} does not exist, so the lead is not delivered")]
+    DuplicateOfAnother(RemoteError, String),
 }
 
 impl AttemptError {
@@ -49,12 +54,13 @@ impl AttemptError {
             AttemptError::Remote(e) => e.kind,
             AttemptError::OrgGone(_) | AttemptError::NoCredentials => ErrorKind::OrganizationWide,
             AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
+            AttemptError::DuplicateOfAnother(..) => ErrorKind::Transient { retry_after: None },
         }
     }
 
     fn status(&self) -> Option<u16> {
         match self {
-            AttemptError::Remote(e) => e.status,
+            AttemptError::Remote(e) | AttemptError::DuplicateOfAnother(e, _) => e.status,
             _ => None,
         }
     }
@@ -72,7 +78,6 @@ impl Prepared<'_> {
     /// Ends the attempt before anything was sent.
     fn fail(self, e: AttemptError) -> Completed {
         Completed {
-            entity_ref: None,
             redactor: self.redactor,
             result: Err(e),
         }
@@ -93,6 +98,12 @@ pub(super) enum Target<'a> {
 #[derive(Debug)]
 pub(super) enum Sent {
     Created(Created),
+    /// Refused as a duplicate of our own key, and the record is there: an
+    /// earlier attempt got through. `status` is the duplicate-key answer's.
+    AlreadyExisted {
+        entity_ref: String,
+        status: Option<u16>,
+    },
     /// Logged, not sent; the record's address had it been created.
     DryRun {
         entity_ref: String,
@@ -103,9 +114,6 @@ pub(super) enum Sent {
 
 /// Stage 3's result with what [`classify`] needs to read it.
 pub(super) struct Completed {
-    /// The record's address, once a request was made: what a duplicate of
-    /// our own key refers to.
-    entity_ref: Option<String>,
     /// Masks the lead's personal data in error messages.
     redactor: Redactor,
     pub(super) result: Result<Sent, AttemptError>,
@@ -114,7 +122,6 @@ pub(super) struct Completed {
 impl Completed {
     fn failed(e: AttemptError) -> Self {
         Self {
-            entity_ref: None,
             redactor: Redactor::disabled(),
             result: Err(e),
         }
@@ -224,24 +231,54 @@ pub(super) async fn send(deps: &Deps, mut prepared: Prepared<'_>, target: Target
                 entity_ref: entity_ref.clone(),
             })
         }
-        Target::Live { creds, token } => match create(deps, org, d, &request, &token).await {
-            Err(AttemptError::Remote(e)) if e.kind == ErrorKind::Unauthorized => {
-                // Tokens can be revoked or rotated before they expire: one
-                // fresh token, one more try.
-                tracing::info!("Dataverse refused the token; fetching a new one");
-                deps.tokens.invalidate(creds, &token).await;
-                match deps.tokens.token(creds).await {
-                    Ok(token) => create(deps, org, d, &request, &token).await,
-                    Err(e) => Err(e.into()),
+        Target::Live { creds, token } => {
+            let (result, token) = match create(deps, org, d, &request, &token).await {
+                Err(AttemptError::Remote(e)) if e.kind == ErrorKind::Unauthorized => {
+                    // Tokens can be revoked or rotated before they expire: one
+                    // fresh token, one more try.
+                    tracing::info!("Dataverse refused the token; fetching a new one");
+                    deps.tokens.invalidate(creds, &token).await;
+                    match deps.tokens.token(creds).await {
+                        Ok(token) => (create(deps, org, d, &request, &token).await, token),
+                        Err(e) => (Err(e.into()), token),
+                    }
                 }
+                other => (other, token),
+            };
+            match result {
+                Err(AttemptError::Remote(e)) if e.kind == ErrorKind::DuplicateKey => {
+                    verify_duplicate(deps, &request, &prepared.record.primary_key, &token, e).await
+                }
+                other => other,
             }
-            other => other,
-        },
+        }
     };
     Completed {
-        entity_ref: Some(entity_ref),
         redactor: prepared.redactor,
         result,
+    }
+}
+
+/// A duplicate-key answer counts as delivered only when our record is there.
+async fn verify_duplicate(
+    deps: &Deps,
+    request: &CreateRequest<'_>,
+    primary_key: &str,
+    token: &AccessToken,
+    duplicate: RemoteError,
+) -> Result<Sent, AttemptError> {
+    let entity_ref = request.entity_ref();
+    match deps
+        .dataverse
+        .record_exists(request, primary_key, token)
+        .await
+    {
+        Ok(true) => Ok(Sent::AlreadyExisted {
+            entity_ref,
+            status: duplicate.status,
+        }),
+        Ok(false) => Err(AttemptError::DuplicateOfAnother(duplicate, entity_ref)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -269,11 +306,7 @@ pub(super) fn classify(
     policy: &RetryPolicy,
     now: OffsetDateTime,
 ) -> Decision {
-    let Completed {
-        entity_ref,
-        redactor,
-        result,
-    } = completed;
+    let Completed { redactor, result } = completed;
     let error = match result {
         Ok(Sent::Created(created)) => {
             return Decision::Record(AttemptOutcome::Delivered {
@@ -287,27 +320,27 @@ pub(super) fn classify(
                 http_status: None,
             });
         }
+        Ok(Sent::AlreadyExisted { entity_ref, status }) => {
+            return Decision::Record(AttemptOutcome::Delivered {
+                remote_ref: entity_ref,
+                http_status: status,
+            });
+        }
         Ok(Sent::Paused(until)) => return Decision::Postpone(until),
         Err(e) => e,
     };
     let http_status = error.status();
-    let retry_after = match (error.kind(), entity_ref) {
-        // The record exists with our key: an earlier attempt got through.
-        (ErrorKind::DuplicateKey, Some(remote_ref)) => {
-            return Decision::Record(AttemptOutcome::Delivered {
-                remote_ref,
-                http_status,
-            });
-        }
-        (ErrorKind::Permanent | ErrorKind::OrganizationWide | ErrorKind::DuplicateKey, _) => {
+    let retry_after = match error.kind() {
+        ErrorKind::Permanent | ErrorKind::OrganizationWide => {
             return Decision::Record(AttemptOutcome::Dead {
                 error: redactor.redact(&error.to_string()),
                 http_status,
             });
         }
-        (ErrorKind::Throttled { retry_after }, _) => Some(retry_after.unwrap_or(DEFAULT_PAUSE)),
-        (ErrorKind::Transient { retry_after }, _) => retry_after,
-        (ErrorKind::Unauthorized, _) => None,
+        ErrorKind::Throttled { retry_after } => Some(retry_after.unwrap_or(DEFAULT_PAUSE)),
+        ErrorKind::Transient { retry_after } => retry_after,
+        // Unverified (the check itself failed): try again.
+        ErrorKind::Unauthorized | ErrorKind::DuplicateKey => None,
     };
     let error = redactor.redact(&error.to_string());
     let made = d.retry_attempts.saturating_add(1);

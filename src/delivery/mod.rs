@@ -317,7 +317,7 @@ async fn observe(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery, completed: 
             state.limit.on_success(created.dop_hint);
             return;
         }
-        Err(e) if e.kind() == ErrorKind::DuplicateKey => {
+        Ok(Sent::AlreadyExisted { .. }) => {
             state.limit.on_success(None);
             return;
         }

@@ -90,7 +90,8 @@ async fn throttling_is_honoured() {
 #[tokio::test]
 async fn a_duplicate_key_on_retry_counts_as_delivered() {
     // The first create got through but its answer was lost (timeout / 503 from a
-    // gateway); the retry is refused as a duplicate of our own key.
+    // gateway); the retry is refused as a duplicate of our own key, and
+    // reading the record back finds it.
     let t = TestApp::spawn_with(TestConfig::retry_at_once()).await;
     mount_token(&t.entra, "token-1").await;
     on_lead_create()
@@ -99,15 +100,43 @@ async fn a_duplicate_key_on_retry_counts_as_delivered() {
         .with_priority(1)
         .mount(&t.dataverse)
         .await;
-    on_lead_create()
-        .respond_with(duplicate_key())
-        .mount(&t.dataverse)
-        .await;
+    let fake = mount_created(&t.dataverse).await;
     let id = t.accept_lead(sample_2020()).await;
+    fake.seed(&t.delivery(id).await.record_id.to_string());
     assert_eq!(t.deliver_due().await, 2, "the 502, then the retry");
     let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
     let expected_ref = format!("{}{LEADS_PATH}({})", t.dataverse.uri(), d.record_id);
     assert_eq!(d.remote_ref.as_deref(), Some(expected_ref.as_str()));
+    assert_eq!(fake.record_count(), 1, "exactly one record");
+    let reads = received(&t.dataverse).await;
+    assert!(
+        reads.iter().any(|r| r.method.as_str() == "GET"
+            && r.url.path() == format!("{LEADS_PATH}({})", d.record_id)),
+        "the record was read back before counting the lead as delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_key_for_a_record_that_does_not_exist_is_not_delivered() {
+    // A plugin or an alternate key refuses the create as a duplicate of some
+    // other record: ours is not there, so the lead is not delivered.
+    let t = TestApp::spawn_with(TestConfig::retry_at_once()).await;
+    mount_token(&t.entra, "token-1").await;
+    on_lead_create()
+        .respond_with(duplicate_key())
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    let fake = mount_created(&t.dataverse).await;
+    let id = t.accept_lead(sample_2020()).await;
+    assert_eq!(t.run_worker_once().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+    let error = d.last_error.unwrap_or_default();
+    assert!(error.contains("0x80040237"), "{error}");
+    assert!(error.contains("does not exist"), "{error}");
+    assert_eq!(t.deliver_due().await, 4, "retried up to max_attempts");
+    t.delivery_in(id, DeliveryStatus::Dead).await;
+    assert_eq!(fake.record_count(), 0);
 }
 
 #[tokio::test]

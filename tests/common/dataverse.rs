@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
 pub const LEADS_PATH: &str = "/api/data/v9.2/leads";
@@ -300,12 +300,42 @@ impl FakeDataverse {
         (reply, latency)
     }
 
-    /// Answers every `POST /api/data/v9.2/leads` on `server`.
+    /// Answers every `POST /api/data/v9.2/leads` on `server`, and every
+    /// `GET /api/data/v9.2/leads(<id>)` from the records it holds.
     pub async fn mount(&self, server: &MockServer) {
         on_lead_create()
             .respond_with(self.clone())
             .mount(server)
             .await;
+        on_lead_read()
+            .respond_with(RecordReader(self.clone()))
+            .mount(server)
+            .await;
+    }
+
+    /// `GET leads(<id>)`: 200 with the record, or 404 as Dataverse says it.
+    pub fn read(&self, id: &str) -> Reply {
+        let id = id.to_lowercase();
+        match self.state().records.get(&id) {
+            Some(_) => Reply {
+                status: 200,
+                headers: vec![("OData-Version", "4.0".to_owned())],
+                body: Some((
+                    serde_json::to_vec(&json!({"leadid": id})).unwrap_or_default(),
+                    "application/json; odata.metadata=minimal",
+                )),
+            },
+            None => Reply::error(
+                404,
+                "0x80040217",
+                &format!("Entity 'lead' With Id = {id} Does Not Exist"),
+            ),
+        }
+    }
+
+    /// Puts a record there as if an earlier create had got through.
+    pub fn seed(&self, id: &str) {
+        self.state().records.insert(id.to_lowercase(), Value::Null);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -375,6 +405,25 @@ impl wiremock::Respond for FakeDataverse {
         } else {
             template.set_delay(delay)
         }
+    }
+}
+
+/// A mock of `GET /api/data/v9.2/leads(<id>)`, still to be given its answer.
+pub fn on_lead_read() -> MockBuilder {
+    Mock::given(method("GET")).and(path_regex(r"^/api/data/v9\.2/leads\([^)]+\)$"))
+}
+
+struct RecordReader(FakeDataverse);
+
+impl wiremock::Respond for RecordReader {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let id = req
+            .url
+            .path()
+            .rsplit_once('(')
+            .map(|(_, rest)| rest.trim_end_matches(')'))
+            .unwrap_or_default();
+        self.0.read(id).template()
     }
 }
 
