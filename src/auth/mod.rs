@@ -38,6 +38,8 @@ const IMDS_API_VERSION: &str = "2018-02-01";
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Entra always sends `expires_in`; if it ever does not, assume little.
 const FALLBACK_LIFETIME: Duration = Duration::from_secs(300);
+/// Entra's tokens last 60–90 minutes; trust none for longer than a day.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// A bearer token. Debug output never shows it.
 #[derive(Clone)]
@@ -177,7 +179,11 @@ impl TokenProvider {
         );
         Ok(AccessToken {
             secret,
-            expires_at: started + lifetime,
+            // A lifetime beyond what Entra ever grants (`expires_in` from a
+            // misbehaving endpoint) must not overflow the clock.
+            expires_at: started
+                .checked_add(lifetime.min(MAX_LIFETIME))
+                .unwrap_or(started),
             serial,
         })
     }

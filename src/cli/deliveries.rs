@@ -1,5 +1,6 @@
-//! `leadbridge deliveries list | show | retry`: the delivery history and the
-//! dead-letter list, straight from the store (works while `serve` runs).
+//! `leadbridge deliveries list | show | retry | unpause`: the delivery
+//! history, the dead-letter list and the organization's pause, straight from
+//! the store (works while `serve` runs).
 
 use std::fmt::Write as _;
 
@@ -57,6 +58,12 @@ enum Command {
         #[arg(long, requires = "all_dead")]
         org: Option<String>,
     },
+    /// Clear an organization's Retry-After pause and make its retrying
+    /// deliveries due now.
+    Unpause {
+        #[arg(long)]
+        org: String,
+    },
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -81,6 +88,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Command::Show { id, json } => show(store.as_ref(), id, json).await,
             Command::Retry { ids, all_dead, org } => {
                 retry(store.as_ref(), &ids, all_dead, parse_org(org)?.as_ref()).await
+            }
+            Command::Unpause { org } => {
+                let org = OrgName::parse(&org)?;
+                let done = store.unpause(&org, OffsetDateTime::now_utc()).await?;
+                println!(
+                    "organization {org}: {} pause(s) cleared, {} retrying deliveries due now",
+                    done.pauses, done.deliveries
+                );
+                Ok(())
             }
         }
     })

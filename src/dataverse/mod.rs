@@ -194,8 +194,9 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> DataverseEr
         429 => ErrorKind::Throttled {
             retry_after: outbound::retry_after(headers),
         },
-        408 => ErrorKind::Transient { retry_after: None },
-        s if s >= 500 => ErrorKind::Transient { retry_after: None },
+        s if s == 408 || s >= 500 => ErrorKind::Transient {
+            retry_after: outbound::retry_after(headers),
+        },
         s if is_duplicate_key(s, code.as_deref(), &message) => ErrorKind::DuplicateKey,
         _ => ErrorKind::Permanent,
     };

@@ -42,6 +42,10 @@ pub(super) enum AttemptError {
     NoCredentials,
     #[error("stored lead cannot be read: {0}")]
     UnreadableLead(String),
+    /// The shared pause could not be read: sending could break another
+    /// replica's Retry-After.
+    #[error("cannot read the organization's pause from the store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// Dataverse refused the create as a duplicate, but our record is not
     /// there: the duplicate is of something else (a plugin, an alternate key).
     #[error("{0}; but record {1} does not exist, so the lead is not delivered")]
@@ -54,7 +58,9 @@ impl AttemptError {
             AttemptError::Remote(e) => e.kind,
             AttemptError::OrgGone(_) | AttemptError::NoCredentials => ErrorKind::OrganizationWide,
             AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
-            AttemptError::DuplicateOfAnother(..) => ErrorKind::Transient { retry_after: None },
+            AttemptError::DuplicateOfAnother(..) | AttemptError::Store(_) => {
+                ErrorKind::Transient { retry_after: None }
+            }
         }
     }
 
@@ -283,7 +289,9 @@ async fn verify_duplicate(
 }
 
 /// Waits for the organization's request budget, then sends unless the
-/// organization got paused meanwhile (nothing may go out before Retry-After).
+/// organization got paused meanwhile, by this replica or another: nothing may
+/// go out before Retry-After. The store holds the one pause all replicas
+/// share (and `deliveries unpause` clears).
 async fn create(
     deps: &Deps,
     org: &OrgRuntime,
@@ -292,7 +300,8 @@ async fn create(
     token: &AccessToken,
 ) -> Result<Sent, AttemptError> {
     org.state.rate.until_ready().await;
-    if let Some(until) = org.state.pauses.paused_until(d.destination) {
+    let now = OffsetDateTime::now_utc();
+    if let Some(until) = deps.store.paused_until(&d.org, d.destination, now).await? {
         return Ok(Sent::Paused(until));
     }
     Ok(Sent::Created(deps.dataverse.create(request, token).await?))

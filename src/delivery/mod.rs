@@ -8,7 +8,6 @@ mod concurrency;
 mod fit;
 mod metadata;
 mod org;
-mod pauses;
 mod retry;
 
 use std::collections::HashMap;
@@ -308,8 +307,8 @@ async fn process(deps: &Deps, job: Job) {
 }
 
 /// What an answer teaches about the organization, whatever becomes of the
-/// delivery: the concurrency Dataverse accepts, and a 429's pause, shared
-/// through the store so that other replicas stop as well.
+/// delivery: the concurrency Dataverse accepts, and a 429's pause (bounded
+/// by `backoff_max`), kept in the store so that every replica stops.
 async fn observe(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery, completed: &Completed) {
     let state = &org.state;
     let retry_after = match &completed.result {
@@ -328,9 +327,11 @@ async fn observe(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery, completed: 
         Ok(_) => return,
     };
     crate::metrics::throttled("dataverse");
-    let until = OffsetDateTime::now_utc() + retry_after.unwrap_or(attempt::DEFAULT_PAUSE);
+    let wait = deps
+        .policy(d.destination)
+        .bound(retry_after.unwrap_or(attempt::DEFAULT_PAUSE));
+    let until = retry::later(OffsetDateTime::now_utc(), wait);
     state.limit.on_throttled();
-    state.pauses.pause(d.destination, until);
     if let Err(e) = deps.store.pause(&d.org, d.destination, until).await {
         tracing::warn!(error = %e, "cannot share the pause with other replicas");
     }

@@ -1,7 +1,7 @@
 //! One value per organization holding everything an attempt needs of it:
 //! its settings, the mapping in force, and the delivery state that must be
-//! shared by all of its attempts (concurrency limit, pauses, request rate,
-//! column metadata). Built at start; a mapping reload builds a new value
+//! shared by all of its attempts (concurrency limit, request rate, column
+//! metadata; pauses live in the store, shared by every replica). Built at start; a mapping reload builds a new value
 //! around the same state, so an attempt that took one keeps a consistent
 //! view from start to end.
 
@@ -15,7 +15,6 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::concurrency::AdaptiveLimit;
 use super::metadata::MetadataCache;
-use super::pauses::Pauses;
 use crate::config::{DeliverySettings, Organization, Settings};
 use crate::lead::OrgName;
 use crate::mapping::{Mapping, MappingError};
@@ -31,7 +30,6 @@ pub struct OrgRuntime {
 pub(super) struct OrgState {
     pub(super) mapping_file: PathBuf,
     pub(super) limit: Arc<AdaptiveLimit>,
-    pub(super) pauses: Pauses,
     /// The optional fixed request budget (`delivery.org_requests_per_minute`).
     pub(super) rate: DefaultDirectRateLimiter,
     pub(super) metadata: MetadataCache,
@@ -58,7 +56,6 @@ impl OrgState {
         Self {
             mapping_file,
             limit: Arc::new(AdaptiveLimit::new(delivery.org_concurrency)),
-            pauses: Pauses::default(),
             rate: RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst)),
             metadata: MetadataCache::default(),
         }

@@ -24,6 +24,13 @@ impl RetryPolicy {
         Self { settings }
     }
 
+    /// A service's `Retry-After`, bounded by `backoff_max`: an absurd value
+    /// (a misbehaving proxy, `Retry-After: 99999999999`) must neither
+    /// overflow time arithmetic nor park the organization for ever.
+    pub fn bound(&self, retry_after: Duration) -> Duration {
+        retry_after.min(self.settings.backoff_max)
+    }
+
     /// After the `attempts`-th failed attempt of a retry run that started at
     /// `started` (lead received or replayed): exponential backoff with jitter,
     /// never sooner than `retry_after`, and one last attempt at the end of
@@ -39,7 +46,7 @@ impl RetryPolicy {
         if s.max_attempts.is_some_and(|max| attempts >= max) {
             return Next::GiveUp;
         }
-        let deadline = started + s.retry_for;
+        let deadline = later(started, s.retry_for);
         if now >= deadline {
             return Next::GiveUp;
         }
@@ -52,16 +59,22 @@ impl RetryPolicy {
             .build()
             .nth(attempts.saturating_sub(1) as usize)
             .unwrap_or(s.backoff_max);
+        let retry_after = retry_after.map(|ra| self.bound(ra));
         let wait = retry_after.map_or(backoff, |ra| ra.max(backoff));
-        let at = now + wait;
+        let at = later(now, wait);
         Next::RetryAt(
-            if at > deadline && retry_after.is_none_or(|ra| now + ra <= deadline) {
+            if at > deadline && retry_after.is_none_or(|ra| later(now, ra) <= deadline) {
                 deadline
             } else {
                 at
             },
         )
     }
+}
+
+/// `at + wait`, saturating instead of overflowing.
+pub(crate) fn later(at: OffsetDateTime, wait: Duration) -> OffsetDateTime {
+    at.saturating_add(time::Duration::try_from(wait).unwrap_or(time::Duration::MAX))
 }
 
 #[cfg(test)]
@@ -109,7 +122,19 @@ mod tests {
 
     #[test]
     fn never_earlier_than_retry_after() {
-        assert!(wait(&policy(None), 1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        // Up to backoff_max (10 s here), Retry-After is a floor.
+        assert!(wait(&policy(None), 1, Some(Duration::from_secs(8))) >= Duration::from_secs(8));
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_bounded_by_backoff_max() {
+        let p = policy(None);
+        let w = wait(&p, 1, Some(Duration::from_secs(99_999_999_999)));
+        assert!(w <= Duration::from_secs(20), "{w:?}");
+        assert!(w >= Duration::from_secs(10), "{w:?}");
+        assert_eq!(p.bound(Duration::MAX), Duration::from_secs(10));
+        let now = OffsetDateTime::now_utc();
+        assert!(later(now, Duration::MAX) > now, "saturates, never panics");
     }
 
     #[test]

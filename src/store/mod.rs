@@ -165,6 +165,15 @@ pub enum RetryResult {
     NotFound,
 }
 
+/// What clearing an organization's pause did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unpaused {
+    /// Pauses removed (one per destination that was paused).
+    pub pauses: u64,
+    /// Retrying deliveries of the organization made due now.
+    pub deliveries: u64,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub leads: u64,
@@ -249,6 +258,11 @@ pub trait Store: Send + Sync + 'static {
         destination: Destination,
         now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Clears every pause of the organization and makes its retrying
+    /// deliveries due now (those not claimed at this moment): an operator's
+    /// "resume", e.g. after a `Retry-After` that was far too long.
+    async fn unpause(&self, org: &OrgName, now: OffsetDateTime) -> Result<Unpaused, StoreError>;
 
     /// When the next pending delivery becomes due, if any.
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError>;

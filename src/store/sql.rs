@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::{
     AttemptOutcome, AttemptView, ClaimedDelivery, DeliveryFilter, DeliveryStatus, DeliveryView,
-    Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store, StoreError,
+    Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store, StoreError, Unpaused,
     from_millis, parse_id, to_millis,
 };
 use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
@@ -358,6 +358,28 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         until.map(from_millis).transpose()
+    }
+
+    async fn unpause(&self, org: &OrgName, now: OffsetDateTime) -> Result<Unpaused, StoreError> {
+        let now_ms = to_millis(now);
+        let mut tx = self.pool.begin().await?;
+        let pauses = sqlx::query(self.sql("DELETE FROM throttles WHERE org = $1"))
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let deliveries = sqlx::query(self.sql(
+            "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2 \
+             WHERE org = $1 AND status = 'retrying' AND next_attempt_at > $2 \
+               AND (lease_until IS NULL OR lease_until <= $2)",
+        ))
+        .bind(org.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Unpaused { pauses, deliveries })
     }
 
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError> {

@@ -68,7 +68,12 @@ async fn a_transient_error_is_retried_until_delivered() {
 #[tokio::test]
 async fn throttling_is_honoured() {
     // Retry-After is a wait on the clock: the worker's own loop must keep it.
-    let t = TestApp::spawn_with(TestConfig::background_worker()).await;
+    // It is bounded by backoff_max, so that must be longer here.
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: ("100ms", "5s"),
+        ..TestConfig::background_worker()
+    })
+    .await;
     mount_token(&t.entra, "token-1").await;
     on_lead_create()
         .respond_with(throttled(2))

@@ -86,6 +86,8 @@ fn assert_exactly_once(fake: &FakeDataverse, accepted: &HashSet<String>) {
 async fn retry_after_pauses_the_whole_queue_and_every_lead_arrives_once() {
     let t = TestApp::spawn_with(TestConfig {
         max_attempts: 1000,
+        // Retry-After is bounded by backoff_max: keep it above the fake's 1 s.
+        backoff: ("100ms", "2s"),
         ..TestConfig::background_worker()
     })
     .await;

@@ -9,6 +9,7 @@ mod delivery;
 mod durability;
 mod intake;
 mod metadata;
+mod pauses;
 mod reload;
 mod restart;
 mod tokens;

@@ -143,8 +143,12 @@ async fn bad_credentials_dead_letter_with_entras_description() {
 #[tokio::test]
 async fn an_unavailable_token_endpoint_is_retried() {
     // The second answer's Retry-After is a wait on the clock: the worker's
-    // own loop must keep it.
-    let t = TestApp::spawn_with(TestConfig::background_worker()).await;
+    // own loop must keep it (and backoff_max, its bound, be longer).
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: ("100ms", "5s"),
+        ..TestConfig::background_worker()
+    })
+    .await;
     on_token_request()
         .respond_with(entra_error(
             503,

@@ -1,0 +1,126 @@
+//! Retry-After from every answer that carries one, bounded, and an
+//! operator's way to clear a pause.
+
+use std::time::Duration;
+
+use leadbridge::lead::OrgName;
+use leadbridge::store::{DeliveryStatus, Destination};
+use time::OffsetDateTime;
+
+use crate::common::*;
+
+/// The wait a retrying delivery was given at its last attempt.
+fn scheduled_wait(d: &leadbridge::store::DeliveryView) -> Duration {
+    (d.next_attempt_at - d.updated_at)
+        .try_into()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_not_retried_sooner() {
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: ("100ms", "30s"),
+        ..TestConfig::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    on_lead_create()
+        .respond_with(service_unavailable().insert_header("Retry-After", "3"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    mount_created(&t.dataverse).await;
+    let id = t.accept_lead(sample_2020()).await;
+    assert_eq!(t.run_worker_once().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+    let wait = scheduled_wait(&d);
+    assert!(
+        wait >= Duration::from_secs(3),
+        "Retry-After: 3 honoured, got {wait:?}"
+    );
+    assert_eq!(t.run_worker_once().await, 0, "not due before Retry-After");
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_neither_panics_nor_pauses_beyond_backoff_max() {
+    // Default test schedule: backoff_max = 400 ms.
+    let t = TestApp::spawn().await;
+    mount_token(&t.entra, "token-1").await;
+    on_lead_create()
+        .respond_with(throttled(99_999_999_999))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    let fake = mount_created(&t.dataverse).await;
+    let id = t.accept_lead(sample_2020()).await;
+    assert_eq!(t.run_worker_once().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+    let wait = scheduled_wait(&d);
+    assert!(
+        wait <= Duration::from_millis(400),
+        "bounded by backoff_max: {wait:?}"
+    );
+    let store = t.app.as_ref().expect("running").store();
+    let org = OrgName::parse("contoso").expect("name");
+    let now = OffsetDateTime::now_utc();
+    let paused = store
+        .paused_until(&org, Destination::Dataverse, now)
+        .await
+        .expect("store");
+    assert!(
+        paused.is_none_or(|until| until <= now + Duration::from_millis(400)),
+        "organization paused until {paused:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::Delivered).await;
+    assert_eq!(fake.record_count(), 1);
+}
+
+#[tokio::test]
+async fn unpause_clears_a_long_pause_and_delivery_resumes() {
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: ("100ms", "2h"),
+        ..TestConfig::default()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    on_lead_create()
+        .respond_with(throttled(3600))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&t.dataverse)
+        .await;
+    let fake = mount_created(&t.dataverse).await;
+    let id = t.accept_lead(sample_2020()).await;
+    assert_eq!(t.run_worker_once().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+    assert!(scheduled_wait(&d) >= Duration::from_secs(3600));
+    let store = t.app.as_ref().expect("running").store();
+    let org = OrgName::parse("contoso").expect("name");
+    let paused = store
+        .paused_until(&org, Destination::Dataverse, OffsetDateTime::now_utc())
+        .await
+        .expect("store");
+    assert!(paused.is_some(), "the 429 paused the organization");
+    assert_eq!(t.run_worker_once().await, 0, "nothing due while paused");
+
+    let run = t.cli(&["deliveries", "unpause", "--org", "contoso"]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("organization contoso: 1 pause(s) cleared, 1 retrying deliveries due now"),
+        "{}",
+        run.stdout
+    );
+    let paused = store
+        .paused_until(&org, Destination::Dataverse, OffsetDateTime::now_utc())
+        .await
+        .expect("store");
+    assert_eq!(paused, None);
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::Delivered).await;
+    assert_eq!(fake.record_count(), 1);
+}
