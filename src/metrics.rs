@@ -107,7 +107,7 @@ fn describe() {
 }
 
 /// The outcomes of a delivery attempt, as the `outcome` label spells them.
-pub const ATTEMPT_OUTCOMES: [&str; 3] = ["delivered", "retry", "dead"];
+pub const ATTEMPT_OUTCOMES: [&str; 4] = ["delivered", "retry", "dead", "dry_run"];
 
 /// Creates the main series of an organization at zero, so that dashboards
 /// and `rate()` see them before the first lead arrives.

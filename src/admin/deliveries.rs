@@ -81,7 +81,9 @@ async fn list(state: &AdminState, q: &Query) -> Response {
         None => None,
         Some(Ok(s)) => Some(s),
         Some(Err(_)) => {
-            return bad_request("status must be pending, retrying, delivered or dead".into());
+            return bad_request(
+                "status must be pending, retrying, delivered, dead or dry_run".into(),
+            );
         }
     };
     let org = match org_param(q) {
@@ -152,7 +154,11 @@ async fn retry_dead(state: &AdminState, q: &Query) -> Response {
     };
     match state
         .store
-        .retry_all_dead(org.as_ref(), OffsetDateTime::now_utc())
+        .retry_all(
+            DeliveryStatus::Dead,
+            org.as_ref(),
+            OffsetDateTime::now_utc(),
+        )
         .await
     {
         Ok(n) => {

@@ -50,12 +50,16 @@ enum Command {
     },
     /// Queue deliveries for another attempt now, with the mapping in force.
     Retry {
-        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         ids: Vec<DeliveryId>,
         /// Every dead delivery (of --org).
-        #[arg(long)]
+        #[arg(long, group = "all")]
         all_dead: bool,
-        #[arg(long, requires = "all_dead")]
+        /// Every delivery a dry run recorded (of --org): sends them for real,
+        /// once the organization is live.
+        #[arg(long, group = "all")]
+        all_dry_run: bool,
+        #[arg(long, requires = "all")]
         org: Option<String>,
     },
     /// Clear an organization's Retry-After pause and make its retrying
@@ -86,8 +90,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 list(store.as_ref(), &filter, json).await
             }
             Command::Show { id, json } => show(store.as_ref(), id, json).await,
-            Command::Retry { ids, all_dead, org } => {
-                retry(store.as_ref(), &ids, all_dead, parse_org(org)?.as_ref()).await
+            Command::Retry {
+                ids,
+                all_dead,
+                all_dry_run,
+                org,
+            } => {
+                let all = match (all_dead, all_dry_run) {
+                    (true, _) => Some(DeliveryStatus::Dead),
+                    (_, true) => Some(DeliveryStatus::DryRun),
+                    _ => None,
+                };
+                retry(store.as_ref(), &ids, all, parse_org(org)?.as_ref()).await
             }
             Command::Unpause { org } => {
                 let org = OrgName::parse(&org)?;
@@ -187,14 +201,18 @@ fn describe(d: &DeliveryView, attempts: &[AttemptView]) -> String {
 async fn retry(
     store: &dyn Store,
     ids: &[DeliveryId],
-    all_dead: bool,
+    all: Option<DeliveryStatus>,
     org: Option<&OrgName>,
 ) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
-    if all_dead {
-        let n = store.retry_all_dead(org, now).await?;
+    if let Some(status) = all {
+        let n = store.retry_all(status, org, now).await?;
         let scope = org.map(|o| format!(" of {o}")).unwrap_or_default();
-        println!("queued {n} dead deliveries{scope} for another attempt");
+        let what = match status {
+            DeliveryStatus::DryRun => "dry-run",
+            _ => "dead",
+        };
+        println!("queued {n} {what} deliveries{scope} for another attempt");
         return Ok(());
     }
     if ids.is_empty() {
@@ -219,9 +237,9 @@ async fn retry(
 }
 
 fn parse_status(s: &str) -> anyhow::Result<DeliveryStatus> {
-    s.parse::<DeliveryStatus>()
-        .ok()
-        .with_context(|| format!("unknown status {s:?}: pending, retrying, delivered or dead"))
+    s.parse::<DeliveryStatus>().ok().with_context(|| {
+        format!("unknown status {s:?}: pending, retrying, delivered, dead or dry_run")
+    })
 }
 
 fn short_time(t: OffsetDateTime) -> String {

@@ -324,9 +324,8 @@ pub(super) fn classify(
             });
         }
         Ok(Sent::DryRun { entity_ref }) => {
-            return Decision::Record(AttemptOutcome::Delivered {
+            return Decision::Record(AttemptOutcome::DryRun {
                 remote_ref: format!("dry-run:{entity_ref}"),
-                http_status: None,
             });
         }
         Ok(Sent::AlreadyExisted { entity_ref, status }) => {

@@ -372,6 +372,10 @@ async fn record(deps: &Deps, d: &ClaimedDelivery, decision: Decision, took: Dura
             tracing::error!(error = %error, "delivery failed permanently; dead-lettered");
             "dead"
         }
+        AttemptOutcome::DryRun { remote_ref } => {
+            tracing::info!(record = %remote_ref, "dry run recorded; `deliveries retry --all-dry-run` sends it once the organization is live");
+            "dry_run"
+        }
     };
     crate::metrics::delivery_attempt(d.org.as_str(), d.destination.as_str(), label, took);
     match deps.store.record_attempt(d, now, &outcome).await {

@@ -53,6 +53,9 @@ named_enum! {
         Retrying,
         Delivered,
         Dead,
+        /// Rendered and logged by a dry-run organization, never sent: it can
+        /// be queued for real once the organization is live.
+        DryRun,
     }
 }
 
@@ -116,6 +119,8 @@ pub enum AttemptOutcome {
         error: String,
         http_status: Option<u16>,
     },
+    /// Not sent (dry run); `remote_ref` names the record it would have been.
+    DryRun { remote_ref: String },
 }
 
 /// A delivery as an operator sees it.
@@ -287,9 +292,11 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Vec<(DeliveryId, RetryResult)>, StoreError>;
 
-    /// Queues every dead delivery (of one organization) again; returns how many.
-    async fn retry_all_dead(
+    /// Queues every delivery in `status` (dead or dry run; of one
+    /// organization) again; returns how many.
+    async fn retry_all(
         &self,
+        status: DeliveryStatus,
         org: Option<&OrgName>,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError>;

@@ -269,6 +269,14 @@ impl Store for SqlStore {
                 None,
                 at_ms,
             ),
+            AttemptOutcome::DryRun { remote_ref } => (
+                "dry_run",
+                DeliveryStatus::DryRun,
+                None,
+                None,
+                Some(remote_ref.as_str()),
+                at_ms,
+            ),
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(self.sql(
@@ -466,7 +474,7 @@ impl Store for SqlStore {
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
                    retry_attempts = 0, retry_started_at = $1, lease_token = NULL, \
                    lease_until = NULL, updated_at = $1 \
-                 WHERE id = $2 AND status IN ('dead', 'retrying', 'pending')",
+                 WHERE id = $2 AND status IN ('dead', 'dry_run', 'retrying', 'pending')",
             ))
             .bind(now_ms)
             .bind(id.to_string())
@@ -485,19 +493,24 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn retry_all_dead(
+    async fn retry_all(
         &self,
+        status: DeliveryStatus,
         org: Option<&OrgName>,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
+        if !matches!(status, DeliveryStatus::Dead | DeliveryStatus::DryRun) {
+            return Ok(0);
+        }
         let now_ms = to_millis(now);
         Ok(sqlx::query(self.sql(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, retry_attempts = 0, \
                retry_started_at = $1, updated_at = $1 \
-             WHERE status = 'dead' AND ($2 = '' OR org = $2)",
+             WHERE status = $3 AND ($2 = '' OR org = $2)",
         ))
         .bind(now_ms)
         .bind(org.map(OrgName::as_str).unwrap_or_default())
+        .bind(status.as_str())
         .execute(&self.pool)
         .await?
         .rows_affected())

@@ -218,10 +218,58 @@ async fn dry_run_sends_nothing_to_microsoft() {
     let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(sample_2020()).await;
     assert_eq!(t.deliver_due().await, 1);
-    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
+    let d = t.delivery_in(id, DeliveryStatus::DryRun).await;
     assert!(d.remote_ref.unwrap_or_default().starts_with("dry-run:"));
     assert!(received(&t.entra).await.is_empty());
     assert!(received(&t.dataverse).await.is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_leads_are_sent_for_real_once_the_organization_is_live() {
+    let mut t = TestApp::spawn_dry_run().await;
+    let id = t.accept_lead(sample_2020()).await;
+    assert_eq!(t.deliver_due().await, 1);
+    t.delivery_in(id, DeliveryStatus::DryRun).await;
+    let run = t
+        .cli(&["deliveries", "list", "--status", "dry_run", "--json"])
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let listed: Value = serde_json::from_str(&run.stdout).expect("json list");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["status"], "dry_run");
+
+    // The organization goes live: same store, dry_run = false.
+    t.stop().await;
+    let config = std::fs::read_to_string(&t.config_path).expect("config");
+    std::fs::write(
+        &t.config_path,
+        config.replace("dry_run = true", "dry_run = false"),
+    )
+    .expect("rewrite config");
+    t.start().await;
+    mount_token(&t.entra, "token-1").await;
+    let fake = mount_created(&t.dataverse).await;
+    assert_eq!(
+        t.deliver_due().await,
+        0,
+        "dry-run deliveries wait for a replay"
+    );
+
+    let run = t
+        .cli(&["deliveries", "retry", "--all-dry-run", "--org", "contoso"])
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("queued 1 dry-run deliveries of contoso"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(t.deliver_due().await, 1);
+    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
+    let expected_ref = format!("{}{LEADS_PATH}({})", t.dataverse.uri(), d.record_id);
+    assert_eq!(d.remote_ref.as_deref(), Some(expected_ref.as_str()));
+    assert_eq!(fake.record_count(), 1);
 }
 
 #[tokio::test]

@@ -95,7 +95,7 @@ async fn dry_run_organizations_fetch_no_metadata() {
     let t = TestApp::spawn_dry_run().await;
     let id = t.accept_lead(&lead_with_title(&"y".repeat(400))).await;
     assert_eq!(t.deliver_due().await, 1);
-    t.delivery_in(id, DeliveryStatus::Delivered).await;
+    t.delivery_in(id, DeliveryStatus::DryRun).await;
     assert!(received(&t.dataverse).await.is_empty());
 }
 

@@ -21,7 +21,7 @@ async fn the_seed_sample_reaches_a_running_leadbridge() {
 
     let id = answer["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(t.deliver_due().await, 1);
-    t.delivery_in(id, DeliveryStatus::Delivered).await;
+    t.delivery_in(id, DeliveryStatus::DryRun).await;
     assert_eq!(t.count("leads").await, 1);
 }
 
@@ -81,7 +81,7 @@ async fn a_lead_file_is_sent_as_is() {
     let answer: Value = serde_json::from_str(run.stdout.lines().nth(2).unwrap()).unwrap();
     let id = answer["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(t.deliver_due().await, 1);
-    let d = t.delivery_in(id, DeliveryStatus::Delivered).await;
+    let d = t.delivery_in(id, DeliveryStatus::DryRun).await;
     assert_eq!(d.lead_id, id);
     let pool = t.db().await;
     let (payload, is_test): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -261,7 +261,9 @@ async fn dead_letters_are_listed_and_replayed() {
         );
         let org = OrgName::parse("contoso").unwrap();
         assert_eq!(
-            s.retry_all_dead(Some(&org), now).await.unwrap(),
+            s.retry_all(DeliveryStatus::Dead, Some(&org), now)
+                .await
+                .unwrap(),
             1,
             "{name}"
         );
