@@ -75,13 +75,7 @@ async fn throttling_is_honoured() {
     })
     .await;
     mount_token(&t.entra, "token-1").await;
-    on_lead_create()
-        .respond_with(throttled(2))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&t.dataverse)
-        .await;
-    mount_created(&t.dataverse).await;
+    first_create_answered(&t.dataverse, throttled(2)).await;
     let started = Instant::now();
     let id = t.accept_lead(sample_2020()).await;
     t.wait_for(id, DeliveryStatus::Delivered, WAIT).await;
@@ -99,13 +93,8 @@ async fn a_duplicate_key_on_retry_counts_as_delivered() {
     // reading the record back finds it.
     let t = TestApp::spawn_with(TestConfig::retry_at_once()).await;
     mount_token(&t.entra, "token-1").await;
-    on_lead_create()
-        .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&t.dataverse)
-        .await;
-    let fake = mount_created(&t.dataverse).await;
+    let bad_gateway = ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>");
+    let fake = first_create_answered(&t.dataverse, bad_gateway).await;
     let id = t.accept_lead(sample_2020()).await;
     fake.seed(&t.delivery(id).await.record_id.to_string());
     assert_eq!(t.deliver_due().await, 2, "the 502, then the retry");

@@ -9,6 +9,16 @@ use time::OffsetDateTime;
 
 use crate::common::*;
 
+/// Until when the store says the organization is paused.
+async fn paused_until(t: &TestApp) -> Option<OffsetDateTime> {
+    let store = t.app.as_ref().expect("running").store();
+    let org = OrgName::parse("contoso").expect("name");
+    store
+        .paused_until(&org, Destination::Dataverse, OffsetDateTime::now_utc())
+        .await
+        .expect("store")
+}
+
 #[tokio::test]
 async fn a_503_with_retry_after_is_not_retried_sooner() {
     let t = TestApp::spawn_with(TestConfig {
@@ -17,13 +27,11 @@ async fn a_503_with_retry_after_is_not_retried_sooner() {
     })
     .await;
     mount_token(&t.entra, "token-1").await;
-    on_lead_create()
-        .respond_with(service_unavailable().insert_header("Retry-After", "3"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&t.dataverse)
-        .await;
-    mount_created(&t.dataverse).await;
+    let _fake = first_create_answered(
+        &t.dataverse,
+        service_unavailable().insert_header("Retry-After", "3"),
+    )
+    .await;
     let id = t.accept_lead(sample_2020()).await;
     let before = OffsetDateTime::now_utc();
     assert_eq!(t.run_worker_once().await, 1);
@@ -41,13 +49,7 @@ async fn an_absurd_retry_after_neither_panics_nor_pauses_beyond_backoff_max() {
     // Default test schedule: backoff_max = 400 ms.
     let t = TestApp::spawn().await;
     mount_token(&t.entra, "token-1").await;
-    on_lead_create()
-        .respond_with(throttled(99_999_999_999))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&t.dataverse)
-        .await;
-    let fake = mount_created(&t.dataverse).await;
+    let fake = first_create_answered(&t.dataverse, throttled(99_999_999_999)).await;
     let id = t.accept_lead(sample_2020()).await;
     assert_eq!(t.run_worker_once().await, 1);
     let after = OffsetDateTime::now_utc();
@@ -57,15 +59,9 @@ async fn an_absurd_retry_after_neither_panics_nor_pauses_beyond_backoff_max() {
         "bounded by backoff_max: next attempt {} after {after}",
         d.next_attempt_at
     );
-    let store = t.app.as_ref().expect("running").store();
-    let org = OrgName::parse("contoso").expect("name");
-    let now = OffsetDateTime::now_utc();
-    let paused = store
-        .paused_until(&org, Destination::Dataverse, now)
-        .await
-        .expect("store");
+    let paused = paused_until(&t).await;
     assert!(
-        paused.is_none_or(|until| until <= now + Duration::from_millis(400)),
+        paused.is_none_or(|until| until <= after + Duration::from_millis(400)),
         "organization paused until {paused:?}"
     );
     tokio::time::sleep(Duration::from_millis(450)).await;
@@ -82,25 +78,16 @@ async fn unpause_clears_a_long_pause_and_delivery_resumes() {
     })
     .await;
     mount_token(&t.entra, "token-1").await;
-    on_lead_create()
-        .respond_with(throttled(3600))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&t.dataverse)
-        .await;
-    let fake = mount_created(&t.dataverse).await;
+    let fake = first_create_answered(&t.dataverse, throttled(3600)).await;
     let id = t.accept_lead(sample_2020()).await;
     let before = OffsetDateTime::now_utc();
     assert_eq!(t.run_worker_once().await, 1);
     let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
     assert!(d.next_attempt_at >= before + Duration::from_secs(3600));
-    let store = t.app.as_ref().expect("running").store();
-    let org = OrgName::parse("contoso").expect("name");
-    let paused = store
-        .paused_until(&org, Destination::Dataverse, OffsetDateTime::now_utc())
-        .await
-        .expect("store");
-    assert!(paused.is_some(), "the 429 paused the organization");
+    assert!(
+        paused_until(&t).await.is_some(),
+        "the 429 paused the organization"
+    );
     assert_eq!(t.run_worker_once().await, 0, "nothing due while paused");
 
     let run = t.cli(&["deliveries", "unpause", "--org", "contoso"]).await;
@@ -111,11 +98,7 @@ async fn unpause_clears_a_long_pause_and_delivery_resumes() {
         "{}",
         run.stdout
     );
-    let paused = store
-        .paused_until(&org, Destination::Dataverse, OffsetDateTime::now_utc())
-        .await
-        .expect("store");
-    assert_eq!(paused, None);
+    assert_eq!(paused_until(&t).await, None);
     assert_eq!(t.deliver_due().await, 1);
     t.delivery_in(id, DeliveryStatus::Delivered).await;
     assert_eq!(fake.record_count(), 1);

@@ -408,6 +408,18 @@ impl wiremock::Respond for FakeDataverse {
     }
 }
 
+/// The first create on `server` gets `answer`; a [`FakeDataverse`] answers
+/// the rest (and every read).
+pub async fn first_create_answered(server: &MockServer, answer: ResponseTemplate) -> FakeDataverse {
+    on_lead_create()
+        .respond_with(answer)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    mount_created(server).await
+}
+
 /// A mock of `GET /api/data/v9.2/leads(<id>)`, still to be given its answer.
 pub fn on_lead_read() -> MockBuilder {
     Mock::given(method("GET")).and(path_regex(r"^/api/data/v9\.2/leads\([^)]+\)$"))
