@@ -26,6 +26,7 @@ pub const THROTTLED: &str = "leadbridge_throttled_total";
 pub const MAPPING_RELOADS: &str = "leadbridge_mapping_reloads_total";
 pub const METADATA_FETCHES: &str = "leadbridge_metadata_fetches_total";
 pub const TRUNCATED_VALUES: &str = "leadbridge_truncated_values_total";
+pub const ORGANIZATION_BLOCKED: &str = "leadbridge_organization_blocked";
 
 /// The `org` label of a request whose organization is not configured. Not a
 /// valid organization name, so it can never collide with a real one.
@@ -84,6 +85,10 @@ fn describe() {
         "Age of the oldest delivery still waiting; 0 when none waits"
     );
     describe_gauge!(DEAD_LETTERS, "Dead-lettered deliveries in the store");
+    describe_gauge!(
+        ORGANIZATION_BLOCKED,
+        "1 while an organization-wide failure (credentials refused, privilege missing, environment gone) holds the organization's deliveries"
+    );
     describe_counter!(
         TOKEN_REQUESTS,
         "Token requests to Entra ID by outcome (ok, rejected, failed)"
@@ -113,6 +118,7 @@ pub const ATTEMPT_OUTCOMES: [&str; 4] = ["delivered", "retry", "dead", "dry_run"
 /// and `rate()` see them before the first lead arrives.
 pub fn register_org(org: &str, destinations: &[&'static str]) {
     counter!(LEADS_RECEIVED, "org" => org.to_owned(), "outcome" => "accepted").increment(0);
+    gauge!(ORGANIZATION_BLOCKED, "org" => org.to_owned()).set(0.0);
     for destination in destinations {
         for outcome in ATTEMPT_OUTCOMES {
             counter!(DELIVERIES, "org" => org.to_owned(), "destination" => *destination, "outcome" => outcome)
@@ -149,6 +155,12 @@ pub fn queue(waiting: u64, oldest_age_seconds: f64, dead: u64) {
     gauge!(QUEUE_DEPTH).set(waiting as f64);
     gauge!(OLDEST_PENDING_AGE).set(oldest_age_seconds.max(0.0));
     gauge!(DEAD_LETTERS).set(dead as f64);
+}
+
+/// Whether an organization-wide failure holds the organization's
+/// deliveries (1) or not (0).
+pub fn organization_blocked(org: &str, blocked: bool) {
+    gauge!(ORGANIZATION_BLOCKED, "org" => org.to_owned()).set(if blocked { 1.0 } else { 0.0 });
 }
 
 /// How a token request to Entra ID ended.

@@ -73,6 +73,11 @@ impl Application {
             crate::metrics::register_org(org.as_str(), &[store::Destination::Dataverse.as_str()]);
         }
         let store = store::connect(&settings.store.url).await?;
+        // A restart is how a configuration change arrives: the cause of a
+        // block may be gone, so probe at once rather than at the next interval.
+        store
+            .probe_blocks_now(time::OffsetDateTime::now_utc())
+            .await?;
         let http = outbound::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();

@@ -131,7 +131,14 @@ async fn ready(state: &AdminState) -> Response {
         .filter(|org| state.organizations.get(org).is_none())
         .cloned()
         .collect();
-    let (status, body) = readiness(ping, &missing);
+    let (status, mut body) = readiness(ping, &missing);
+    // Blocked organizations leave the pod ready: it must keep accepting
+    // leads (they wait in the store), but the reason is there to read.
+    if let Ok(Ok(blocks)) = tokio::time::timeout(STORE_TIMEOUT, state.store.blocks()).await
+        && !blocks.is_empty()
+    {
+        body["blocked_organizations"] = json!(blocks);
+    }
     if status != StatusCode::OK {
         tracing::debug!(body = %body, "not ready");
     }
@@ -170,6 +177,13 @@ async fn scrape(state: &AdminState) -> Response {
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot read queue stats for /metrics"),
         Err(_) => tracing::warn!("queue stats for /metrics timed out"),
+    }
+    // From the store: another replica may have blocked or unblocked one.
+    if let Ok(Ok(blocks)) = tokio::time::timeout(STORE_TIMEOUT, state.store.blocks()).await {
+        for org in state.settings.organizations.keys() {
+            let blocked = blocks.iter().any(|b| &b.org == org);
+            crate::metrics::organization_blocked(org.as_str(), blocked);
+        }
     }
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(

@@ -99,7 +99,61 @@ struct TokenKey {
     scope: String,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<AccessToken>>>;
+/// The first wait after a failed token request that Entra did not time
+/// itself; it doubles with each failure in a row.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+/// The longest wait between token requests, whatever `Retry-After` says:
+/// a misbehaving endpoint must not park an organization for hours.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// One key's cached token, and after Entra answered 429 or 5xx, until when
+/// no new request goes out. Without it, every delivery
+/// waiting for the token would send a request of its own into a throttled
+/// or failing endpoint, one after another.
+#[derive(Default)]
+struct SlotState {
+    token: Option<AccessToken>,
+    backoff: Option<Backoff>,
+}
+
+struct Backoff {
+    until: Instant,
+    error: AuthError,
+    failures: u32,
+}
+
+impl Backoff {
+    fn after(previous: Option<&Backoff>, error: AuthError, now: Instant) -> Self {
+        let failures = previous.map_or(1, |b| b.failures.saturating_add(1));
+        let doubling =
+            BACKOFF_INITIAL.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)));
+        let wait = error
+            .kind
+            .retry_after()
+            .unwrap_or(doubling)
+            .min(BACKOFF_MAX);
+        Self {
+            until: now.checked_add(wait).unwrap_or(now),
+            error,
+            failures,
+        }
+    }
+
+    /// The failure again, with the time left as its `Retry-After`.
+    fn remaining(&self, now: Instant) -> Option<AuthError> {
+        let left = self
+            .until
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())?;
+        let mut e = self.error.clone();
+        e.kind = ErrorKind::Transient {
+            retry_after: Some(left),
+        };
+        Some(e)
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
 pub struct TokenProvider {
     http: reqwest::Client,
@@ -121,14 +175,35 @@ impl TokenProvider {
         let key = token_key(creds);
         let slot = self.slot(&key);
         let mut guard = slot.lock().await;
-        if let Some(t) = guard.as_ref()
-            && t.expires_at > Instant::now() + REFRESH_MARGIN
+        let now = Instant::now();
+        if let Some(t) = guard.token.as_ref()
+            && t.expires_at > now.checked_add(REFRESH_MARGIN).unwrap_or(now)
         {
             return Ok(t.clone());
         }
-        let fresh = self.fetch(creds).await?;
-        *guard = Some(fresh.clone());
-        Ok(fresh)
+        if let Some(e) = guard.backoff.as_ref().and_then(|b| b.remaining(now)) {
+            return Err(e);
+        }
+        match self.fetch(creds).await {
+            Ok(fresh) => {
+                guard.token = Some(fresh.clone());
+                guard.backoff = None;
+                Ok(fresh)
+            }
+            Err(e) => {
+                // Entra (or IMDS) asked for time: throttled, or failing. A
+                // local problem (a token file being rotated) is tried again at once.
+                if !e.status.is_some_and(|s| s == 429 || s >= 500) {
+                    return Err(e);
+                }
+                let now = Instant::now();
+                let backoff = Backoff::after(guard.backoff.as_ref(), e.clone(), now);
+                // The caller's retry waits for the backoff too.
+                let e = backoff.remaining(now).unwrap_or(e);
+                guard.backoff = Some(backoff);
+                Err(e)
+            }
+        }
     }
 
     /// Drops `rejected` from the cache (Dataverse answered 401 with it), unless
@@ -136,8 +211,12 @@ impl TokenProvider {
     pub(crate) async fn invalidate(&self, creds: &Credentials, rejected: &AccessToken) {
         let slot = self.slot(&token_key(creds));
         let mut guard = slot.lock().await;
-        if guard.as_ref().is_some_and(|t| t.serial == rejected.serial) {
-            *guard = None;
+        if guard
+            .token
+            .as_ref()
+            .is_some_and(|t| t.serial == rejected.serial)
+        {
+            guard.token = None;
         }
     }
 

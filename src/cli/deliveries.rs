@@ -107,8 +107,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let org = OrgName::parse(&org)?;
                 let done = store.unpause(&org, OffsetDateTime::now_utc()).await?;
                 println!(
-                    "organization {org}: {} pause(s) cleared, {} retrying deliveries due now",
-                    done.pauses, done.deliveries
+                    "organization {org}: {} pause(s) and {} block(s) cleared, {} retrying deliveries due now",
+                    done.pauses, done.blocks, done.deliveries
                 );
                 Ok(())
             }
@@ -128,6 +128,18 @@ async fn list(store: &dyn Store, filter: &DeliveryFilter, json: bool) -> anyhow:
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    // Blocked organizations first: they explain why their deliveries wait.
+    for b in store.blocks().await? {
+        if filter.org.as_ref().is_none_or(|o| o == &b.org) {
+            println!(
+                "organization {} BLOCKED since {} ({}); its deliveries wait, none is dead-lettered for this: {}",
+                b.org,
+                short_time(b.since),
+                b.destination.as_str(),
+                one_line(&b.reason, 200)
+            );
+        }
+    }
     if rows.is_empty() {
         println!("no deliveries");
         return Ok(());
@@ -137,10 +149,15 @@ async fn list(store: &dyn Store, filter: &DeliveryFilter, json: bool) -> anyhow:
         "ID", "STATUS", "ORG", "ATTEMPTS", "RECEIVED"
     );
     for d in &rows {
+        let status = if d.blocked && d.status == DeliveryStatus::Retrying {
+            "blocked".to_owned()
+        } else {
+            d.status.to_string()
+        };
         println!(
             "{:<36}  {:<9}  {:<12}  {:>8}  {:<20}  {}",
             d.id,
-            d.status,
+            status,
             d.org,
             d.attempts,
             short_time(d.received_at),
@@ -179,6 +196,12 @@ fn describe(d: &DeliveryView, attempts: &[AttemptView]) -> String {
     let _ = writeln!(out, "received     {}", short_time(d.received_at));
     if matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
         let _ = writeln!(out, "next attempt {}", short_time(d.next_attempt_at));
+    }
+    if d.blocked {
+        let _ = writeln!(
+            out,
+            "blocked      its organization is blocked: `deliveries list` says why"
+        );
     }
     if let Some(e) = &d.last_error {
         let _ = writeln!(out, "last error   {e}");

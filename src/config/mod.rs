@@ -162,6 +162,11 @@ pub struct DeliverySettings {
     /// handed back to the queue.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// While an organization is blocked (its credentials refused, a
+    /// privilege missing, its environment gone), one of its deliveries is
+    /// tried this often to find out whether the cause is gone.
+    #[serde(with = "humantime_serde")]
+    pub block_probe_interval: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -179,6 +184,7 @@ impl Default for DeliverySettings {
             request_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(20),
+            block_probe_interval: Duration::from_secs(60),
         }
     }
 }

@@ -126,6 +126,21 @@ client_secret_file = "{}"
 }
 
 #[test]
+fn the_dedupe_window_cannot_outlast_retention() {
+    let p = problems(&format!(
+        "[server]\ndedupe_window = \"40days\"\n[store]\nretention = \"30days\"\n{DRY}"
+    ));
+    let found = p.iter().find(|i| i.key == "server.dedupe_window");
+    assert!(
+        found.is_some_and(|i| i.problem.contains("store.retention (30days)")),
+        "{p:#?}"
+    );
+    let equal =
+        format!("[server]\ndedupe_window = \"30days\"\n[store]\nretention = \"30days\"\n{DRY}");
+    assert!(load(&equal, &[]).is_ok(), "equal is allowed");
+}
+
+#[test]
 fn every_problem_is_named_with_its_key() {
     let p = problems(
         r#"

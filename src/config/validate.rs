@@ -50,6 +50,17 @@ impl RawSettings {
                 "must be at least 1 day (deliveries retry for days)".into(),
             );
         }
+        // The fingerprints that recognise a re-sent lead are purged with
+        // the lead: a longer window would promise what retention deletes.
+        if self.server.dedupe_window > self.store.retention {
+            issue(
+                "server.dedupe_window".into(),
+                format!(
+                    "must not exceed store.retention ({}): a lead's fingerprint is deleted with it",
+                    humantime_serde::re::humantime::format_duration(self.store.retention)
+                ),
+            );
+        }
         let d = &self.delivery;
         for (key, value) in [
             ("concurrency", d.concurrency),
@@ -92,10 +103,14 @@ impl RawSettings {
                 issue(format!("{key}.retry_for"), "must be > 0".into());
             }
         }
-        if d.request_timeout.is_zero() || d.poll_interval.is_zero() || d.lease.is_zero() {
+        if d.request_timeout.is_zero()
+            || d.poll_interval.is_zero()
+            || d.lease.is_zero()
+            || d.block_probe_interval.is_zero()
+        {
             issue(
                 "delivery".into(),
-                "request_timeout, poll_interval and lease must be > 0".into(),
+                "request_timeout, poll_interval, lease and block_probe_interval must be > 0".into(),
             );
         }
         let admin = self.admin.validate(&mut issue);

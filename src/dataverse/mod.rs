@@ -191,6 +191,10 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> DataverseEr
     });
     let kind = match status.as_u16() {
         401 => ErrorKind::Unauthorized,
+        // A privilege the application user lacks (prvCreateLead), a
+        // disabled user or environment: every create of the organization
+        // fails alike until an administrator acts.
+        403 => ErrorKind::OrganizationWide,
         429 => ErrorKind::Throttled {
             retry_after: outbound::retry_after(headers),
         },
@@ -271,9 +275,10 @@ mod tests {
             err(429, "").kind,
             ErrorKind::Throttled { retry_after: None }
         );
-        for s in [400, 403, 404, 413] {
+        for s in [400, 404, 413] {
             assert_eq!(err(s, "").kind, ErrorKind::Permanent, "{s}");
         }
+        assert_eq!(err(403, "").kind, ErrorKind::OrganizationWide);
         let e = err(
             400,
             r#"{"error":{"code":"0x80044331","message":"A validation error occurred. The length of the 'subject' attribute of the 'lead' entity exceeded the maximum allowed length of '300'."}}"#,

@@ -56,8 +56,9 @@ impl AttemptError {
     pub(super) fn kind(&self) -> ErrorKind {
         match self {
             AttemptError::Remote(e) => e.kind,
-            AttemptError::OrgGone(_) | AttemptError::NoCredentials => ErrorKind::OrganizationWide,
-            AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
+            AttemptError::NoCredentials => ErrorKind::OrganizationWide,
+            // Nothing left to block or probe: replayed once it is back.
+            AttemptError::OrgGone(_) | AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
             AttemptError::DuplicateOfAnother(..) | AttemptError::Store(_) => {
                 ErrorKind::Transient { retry_after: None }
             }
@@ -121,7 +122,7 @@ pub(super) enum Sent {
 /// Stage 3's result with what [`classify`] needs to read it.
 pub(super) struct Completed {
     /// Masks the lead's personal data in error messages.
-    redactor: Redactor,
+    pub(super) redactor: Redactor,
     pub(super) result: Result<Sent, AttemptError>,
 }
 
@@ -245,7 +246,12 @@ pub(super) async fn send(deps: &Deps, mut prepared: Prepared<'_>, target: Target
                     tracing::info!("Dataverse refused the token; fetching a new one");
                     deps.tokens.invalidate(creds, &token).await;
                     match deps.tokens.token(creds).await {
-                        Ok(token) => (create(deps, org, d, &request, &token).await, token),
+                        Ok(token) => (
+                            create(deps, org, d, &request, &token)
+                                .await
+                                .map_err(refused_fresh_token),
+                            token,
+                        ),
                         Err(e) => (Err(e.into()), token),
                     }
                 }
@@ -262,6 +268,23 @@ pub(super) async fn send(deps: &Deps, mut prepared: Prepared<'_>, target: Target
     Completed {
         redactor: prepared.redactor,
         result,
+    }
+}
+
+/// A 401 for a token Entra has just issued is no stale token: the
+/// application user is missing or disabled in the environment, for every lead.
+fn refused_fresh_token(e: AttemptError) -> AttemptError {
+    match e {
+        AttemptError::Remote(mut e) if e.kind == ErrorKind::Unauthorized => {
+            e.kind = ErrorKind::OrganizationWide;
+            e.message = format!(
+                "{}; a freshly issued token was refused too: is the application user \
+                 set up (and enabled) in this environment?",
+                e.message
+            );
+            AttemptError::Remote(e)
+        }
+        other => other,
     }
 }
 
@@ -339,10 +362,28 @@ pub(super) fn classify(
     };
     let http_status = error.status();
     let retry_after = match error.kind() {
-        ErrorKind::Permanent | ErrorKind::OrganizationWide => {
+        ErrorKind::Permanent => {
             return Decision::Record(AttemptOutcome::Dead {
                 error: redactor.redact(&error.to_string()),
                 http_status,
+            });
+        }
+        // The organization is blocked (see `observe`): the lead waits for
+        // the cause to be fixed, however long that takes; the retry budget
+        // is for failures of the lead, not of the organization.
+        ErrorKind::OrganizationWide => {
+            let made = d.retry_attempts.saturating_add(1);
+            let at = match policy.next(made, d.retry_started_at, now, None) {
+                Next::RetryAt(at) => at,
+                Next::GiveUp => policy.after_backoff_max(now),
+            };
+            return Decision::Record(AttemptOutcome::Retry {
+                error: format!(
+                    "organization blocked: {}",
+                    redactor.redact(&error.to_string())
+                ),
+                http_status,
+                next_attempt_at: at,
             });
         }
         ErrorKind::Throttled { retry_after } => Some(retry_after.unwrap_or(DEFAULT_PAUSE)),

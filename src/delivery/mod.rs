@@ -4,6 +4,7 @@
 //! limits ([`org`]).
 
 mod attempt;
+mod blocking;
 mod concurrency;
 mod fit;
 mod metadata;
@@ -86,6 +87,9 @@ struct Job {
     delivery: ClaimedDelivery,
     org: Option<Arc<OrgRuntime>>,
     _slot: Option<Slot>,
+    /// Claimed past its organization's block, to find out whether the
+    /// cause is gone.
+    probe: bool,
 }
 
 pub(crate) struct Worker {
@@ -122,6 +126,16 @@ impl Worker {
     /// to finish and hands the rest back to the queue.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let settings = &self.deps.settings;
+        // A restart is how a configuration change arrives: the cause of a
+        // block may be gone, so probe at once rather than at the next interval.
+        if let Err(e) = self
+            .deps
+            .store
+            .probe_blocks_now(OffsetDateTime::now_utc())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot reschedule the probes of blocked organizations");
+        }
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, ClaimedDelivery> = HashMap::new();
         loop {
@@ -187,6 +201,52 @@ impl Worker {
     /// says the store had at least as many due as were asked for (and none
     /// went back), so another claim right away may find more.
     async fn claim(&self, free: usize) -> (Vec<Job>, bool) {
+        let mut jobs = self.probes().await;
+        let free = free.saturating_sub(jobs.len());
+        let (more, full_batch) = self.claim_due(free).await;
+        jobs.extend(more);
+        (jobs, full_batch)
+    }
+
+    /// One delivery of each blocked organization whose probe is due.
+    async fn probes(&self) -> Vec<Job> {
+        let now = OffsetDateTime::now_utc();
+        let next = retry::later(now, self.deps.settings.block_probe_interval);
+        let claimed = match self
+            .deps
+            .store
+            .take_probes(now, next, self.deps.settings.lease)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the probes of blocked organizations");
+                return Vec::new();
+            }
+        };
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for delivery in claimed {
+            let org = self.deps.organizations.get(&delivery.org);
+            let slot = org.as_ref().and_then(|o| o.state.limit.try_acquire());
+            if org.is_some() && slot.is_none() {
+                // Busy (replicas share the store): the next interval probes.
+                if let Err(e) = self.deps.store.release(&delivery, None).await {
+                    tracing::warn!(error = %e, "cannot release a probe; its lease will expire");
+                }
+                continue;
+            }
+            tracing::info!(org = %delivery.org, delivery_id = %delivery.id, "probing a blocked organization");
+            jobs.push(Job {
+                delivery,
+                org,
+                _slot: slot,
+                probe: true,
+            });
+        }
+        jobs
+    }
+
+    async fn claim_due(&self, free: usize) -> (Vec<Job>, bool) {
         let orgs = self.deps.organizations.all();
         let free = free.min(
             orgs.iter()
@@ -243,6 +303,7 @@ impl Worker {
                 delivery,
                 org,
                 _slot: slot,
+                probe: false,
             });
         }
         (jobs, full_batch)
@@ -296,6 +357,7 @@ async fn process(deps: &Deps, job: Job) {
     let completed = attempt::run(deps, job.org.as_deref(), d).await;
     if let Some(org) = &job.org {
         observe(deps, org, d, &completed).await;
+        blocking::observe(deps, d, job.probe, &completed).await;
     }
     let decision = attempt::classify(
         completed,

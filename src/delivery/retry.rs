@@ -31,6 +31,11 @@ impl RetryPolicy {
         retry_after.min(self.settings.backoff_max)
     }
 
+    /// The latest a waiting delivery is tried again.
+    pub fn after_backoff_max(&self, now: OffsetDateTime) -> OffsetDateTime {
+        later(now, self.settings.backoff_max)
+    }
+
     /// After the `attempts`-th failed attempt of a retry run that started at
     /// `started` (lead received or replayed): exponential backoff with jitter,
     /// never sooner than `retry_after`, and one last attempt at the end of

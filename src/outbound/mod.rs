@@ -57,12 +57,22 @@ pub fn causes(e: &dyn std::error::Error) -> Vec<String> {
         .collect()
 }
 
-/// Timeouts and connection failures: always worth another try.
+/// Timeouts and connection failures are worth another try; a host name
+/// that does not resolve (an environment deleted, or a typo in its URL) is
+/// the same for every request, so it is organization-wide.
 pub(crate) fn network_error(service: &str, e: &reqwest::Error) -> RemoteError {
-    RemoteError::new(
-        ErrorKind::Transient { retry_after: None },
-        format!("{service}: {}", describe(e)),
-    )
+    let kind = if e.is_connect() && causes(e).iter().any(|c| is_name_resolution_failure(c)) {
+        ErrorKind::OrganizationWide
+    } else {
+        ErrorKind::Transient { retry_after: None }
+    };
+    RemoteError::new(kind, format!("{service}: {}", describe(e)))
+}
+
+/// How hyper's resolver (getaddrinfo) words a name that does not resolve.
+fn is_name_resolution_failure(cause: &str) -> bool {
+    let c = cause.to_ascii_lowercase();
+    c.contains("dns error") || c.contains("failed to lookup address")
 }
 
 #[cfg(test)]

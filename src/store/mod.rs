@@ -141,6 +141,8 @@ pub struct DeliveryView {
     pub received_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Its organization is blocked for this destination (see [`Block`]).
+    pub blocked: bool,
 }
 
 /// One recorded attempt.
@@ -170,11 +172,29 @@ pub enum RetryResult {
     NotFound,
 }
 
+/// An organization whose every request to a destination fails the same way
+/// (credentials refused, a privilege missing, the environment gone) until
+/// someone fixes the cause. Its deliveries wait instead of dead-lettering;
+/// one at a time probes, from `probe_at`, whether the cause is gone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Block {
+    pub org: OrgName,
+    pub destination: Destination,
+    /// The failure that blocked it, as the delivery history shows it.
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub probe_at: OffsetDateTime,
+}
+
 /// What clearing an organization's pause did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Unpaused {
     /// Pauses removed (one per destination that was paused).
     pub pauses: u64,
+    /// Blocks lifted (one per destination that was blocked).
+    pub blocks: u64,
     /// Retrying deliveries of the organization made due now.
     pub deliveries: u64,
 }
@@ -264,9 +284,9 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, StoreError>;
 
-    /// Clears every pause of the organization and makes its retrying
-    /// deliveries due now (those not claimed at this moment): an operator's
-    /// "resume", e.g. after a `Retry-After` that was far too long.
+    /// Clears every pause and block of the organization and makes its
+    /// retrying deliveries due now (those not claimed at this moment): an
+    /// operator's "resume", e.g. after a `Retry-After` that was far too long.
     async fn unpause(&self, org: &OrgName, now: OffsetDateTime) -> Result<Unpaused, StoreError>;
 
     /// When the next pending delivery becomes due, if any.
@@ -313,6 +333,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for the queue gauges; run at each metrics scrape.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Blocks the organization for `destination`: [`claim_due`](Store::claim_due)
+    /// passes its deliveries over, and [`take_probes`](Store::take_probes)
+    /// lets one through from `probe_at`. A block already there keeps its
+    /// `since` and takes the new reason. Returns whether it is a new block.
+    async fn block(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        reason: &str,
+        now: OffsetDateTime,
+        probe_at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Lifts the block and makes the organization's retrying deliveries for
+    /// `destination` due now. Returns whether there was a block.
+    async fn unblock(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Every block, oldest first.
+    async fn blocks(&self) -> Result<Vec<Block>, StoreError>;
+
+    /// For each block whose probe is due: moves its next probe to
+    /// `next_probe` and claims one waiting delivery of it for `lease`, due or
+    /// not (oldest first), as the probe. Replicas taking probes at once take
+    /// each one once.
+    async fn take_probes(
+        &self,
+        now: OffsetDateTime,
+        next_probe: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Makes every block's probe due now: at start, the configuration may
+    /// have changed and the cause be gone.
+    async fn probe_blocks_now(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `store.url`, creating and migrating it as needed.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+mod blocks;
 mod operator;
 mod pauses;
 mod rows;
@@ -15,9 +16,9 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use time::OffsetDateTime;
 
 use super::{
-    AttemptOutcome, AttemptView, ClaimedDelivery, DeliveryFilter, DeliveryStatus, DeliveryView,
-    Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store, StoreError, Unpaused,
-    from_millis, parse_id, to_millis,
+    AttemptOutcome, AttemptView, Block, ClaimedDelivery, DeliveryFilter, DeliveryStatus,
+    DeliveryView, Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store,
+    StoreError, Unpaused, from_millis, parse_id, to_millis,
 };
 use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
 use crate::lead::OrgName;
@@ -199,6 +200,8 @@ impl Store for SqlStore {
                    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until <= $3) \
                      AND d.org NOT IN (SELECT value FROM json_each($4)) \
+                     AND NOT EXISTS (SELECT 1 FROM organization_blocks b WHERE b.org = d.org \
+                       AND b.destination = d.destination) \
                      AND NOT EXISTS (SELECT 1 FROM throttles t WHERE t.org = d.org \
                        AND t.destination = d.destination AND t.paused_until > $3) \
                    ORDER BY d.next_attempt_at LIMIT $5)"
@@ -210,6 +213,8 @@ impl Store for SqlStore {
                    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until <= $3) \
                      AND d.org NOT IN (SELECT jsonb_array_elements_text($4::jsonb)) \
+                     AND NOT EXISTS (SELECT 1 FROM organization_blocks b WHERE b.org = d.org \
+                       AND b.destination = d.destination) \
                      AND NOT EXISTS (SELECT 1 FROM throttles t WHERE t.org = d.org \
                        AND t.destination = d.destination AND t.paused_until > $3) \
                    ORDER BY d.next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)"
@@ -418,6 +423,43 @@ impl Store for SqlStore {
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         SqlStore::queue_stats(self).await
+    }
+
+    async fn block(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        reason: &str,
+        now: OffsetDateTime,
+        probe_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        SqlStore::block(self, org, destination, reason, now, probe_at).await
+    }
+
+    async fn unblock(
+        &self,
+        org: &OrgName,
+        destination: Destination,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        SqlStore::unblock(self, org, destination, now).await
+    }
+
+    async fn blocks(&self) -> Result<Vec<Block>, StoreError> {
+        SqlStore::blocks(self).await
+    }
+
+    async fn take_probes(
+        &self,
+        now: OffsetDateTime,
+        next_probe: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        SqlStore::take_probes(self, now, next_probe, lease).await
+    }
+
+    async fn probe_blocks_now(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        SqlStore::probe_blocks_now(self, now).await
     }
 }
 

@@ -142,7 +142,7 @@ async fn a_certificate_signs_the_client_assertion_and_the_lead_is_delivered() {
 }
 
 #[tokio::test]
-async fn each_assertion_is_new_and_a_refused_certificate_is_permanent() {
+async fn each_assertion_is_new_and_a_refused_certificate_blocks_the_organization() {
     let t = TestApp::spawn_with(TestConfig {
         credential: Some(format!(
             "method = \"certificate\"\ncertificate_file = \"{}\"",
@@ -176,11 +176,14 @@ async fn each_assertion_is_new_and_a_refused_certificate_is_permanent() {
     }
     let id = t.accept_lead(&next_lead()).await;
     assert_eq!(t.deliver_due().await, 1);
-    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
-    assert_eq!(d.attempts, 1, "a refused certificate is not retried");
+    let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+    assert!(d.blocked, "a refused certificate blocks the organization");
+    assert_eq!(d.attempts, 1, "a blocked organization's lead waits");
     let err = d.last_error.unwrap_or_default();
     assert!(
-        err.contains("invalid_client") && err.contains("AADSTS700027"),
+        err.starts_with("organization blocked: ")
+            && err.contains("invalid_client")
+            && err.contains("AADSTS700027"),
         "{err}"
     );
 
@@ -346,8 +349,9 @@ async fn managed_identity_errors_are_classified() {
         .await;
     let id = t.accept_lead(&next_lead()).await;
     assert_eq!(t.deliver_due().await, 2);
-    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
-    assert_eq!(d.attempts, 2, "404 retried, 400 permanent");
+    let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+    assert_eq!(d.attempts, 2, "404 retried; 400 blocks the organization");
+    assert!(d.blocked);
     let err = d.last_error.unwrap_or_default();
     assert!(
         err.contains("invalid_request") && err.contains("Identity not found"),

@@ -157,24 +157,6 @@ async fn a_permanent_dataverse_error_dead_letters_with_its_message() {
 }
 
 #[tokio::test]
-async fn a_403_missing_privilege_is_permanent() {
-    let t = TestApp::spawn().await;
-    mount_token(&t.entra, "token-1").await;
-    on_lead_create()
-        .respond_with(dataverse_error(
-            403,
-            "0x80040220",
-            "Principal user (Id=…, type=8) is missing prvCreateLead privilege.",
-        ))
-        .mount(&t.dataverse)
-        .await;
-    let id = t.accept_lead(sample_2020()).await;
-    assert_eq!(t.deliver_due().await, 1);
-    let d = t.delivery_in(id, DeliveryStatus::Dead).await;
-    assert!(d.last_error.unwrap_or_default().contains("prvCreateLead"));
-}
-
-#[tokio::test]
 async fn retries_are_bounded() {
     let t = TestApp::spawn_with(TestConfig {
         max_attempts: 3,

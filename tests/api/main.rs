@@ -4,6 +4,7 @@
 mod common;
 
 mod admin;
+mod blocking;
 mod credentials;
 mod delivery;
 mod durability;

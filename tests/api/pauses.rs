@@ -93,8 +93,9 @@ async fn unpause_clears_a_long_pause_and_delivery_resumes() {
     let run = t.cli(&["deliveries", "unpause", "--org", "contoso"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
-        run.stdout
-            .contains("organization contoso: 1 pause(s) cleared, 1 retrying deliveries due now"),
+        run.stdout.contains(
+            "organization contoso: 1 pause(s) and 0 block(s) cleared, 1 retrying deliveries due now"
+        ),
         "{}",
         run.stdout
     );

@@ -96,7 +96,7 @@ async fn a_401_from_dataverse_triggers_exactly_one_refresh() {
 }
 
 #[tokio::test]
-async fn bad_credentials_dead_letter_with_entras_description() {
+async fn refused_credentials_block_the_organization_with_entras_description() {
     for (status, error, code, text) in [
         (
             401,
@@ -124,7 +124,11 @@ async fn bad_credentials_dead_letter_with_entras_description() {
             .await;
         let id = t.accept_lead(sample_2020()).await;
         assert_eq!(t.deliver_due().await, 1);
-        let d = t.delivery_in(id, DeliveryStatus::Dead).await;
+        let d = t.delivery_in(id, DeliveryStatus::Retrying).await;
+        assert!(
+            d.blocked,
+            "{error}: organization-wide, not the lead's fault"
+        );
         let err = d.last_error.unwrap_or_default();
         assert!(
             err.contains(error) && err.contains(&format!("AADSTS{code}")),

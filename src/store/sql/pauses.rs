@@ -1,4 +1,5 @@
-//! Organization pauses (Retry-After), shared by every replica through the store.
+//! Organization pauses (Retry-After), shared by every replica through the
+//! store, and the operator's way to clear them (and blocks).
 
 use time::OffsetDateTime;
 
@@ -56,6 +57,11 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let blocks = sqlx::query(self.sql("DELETE FROM organization_blocks WHERE org = $1"))
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         let deliveries = sqlx::query(self.sql(
             "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2 \
              WHERE org = $1 AND status = 'retrying' AND next_attempt_at > $2 \
@@ -67,6 +73,10 @@ impl SqlStore {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(Unpaused { pauses, deliveries })
+        Ok(Unpaused {
+            pauses,
+            blocks,
+            deliveries,
+        })
     }
 }

@@ -18,8 +18,10 @@ pub(super) const CLAIMED: &str = "SELECT d.id, d.lead_id, d.org, d.destination, 
      ORDER BY d.next_attempt_at";
 
 pub(super) const VIEW: &str = "SELECT d.id, d.lead_id, d.org, d.destination, d.status, d.record_id, \
-     d.remote_ref, d.attempts, d.next_attempt_at, d.last_error, l.received_at, d.updated_at \
-     FROM deliveries d JOIN leads l ON l.id = d.lead_id";
+     d.remote_ref, d.attempts, d.next_attempt_at, d.last_error, l.received_at, d.updated_at, \
+     CAST(CASE WHEN b.org IS NULL THEN 0 ELSE 1 END AS BIGINT) AS blocked \
+     FROM deliveries d JOIN leads l ON l.id = d.lead_id \
+     LEFT JOIN organization_blocks b ON b.org = d.org AND b.destination = d.destination";
 
 pub(super) fn claimed(row: &AnyRow) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
@@ -52,6 +54,7 @@ pub(super) fn view(row: &AnyRow) -> Result<DeliveryView, StoreError> {
         last_error: row.try_get("last_error")?,
         received_at: from_millis(row.try_get("received_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
+        blocked: row.try_get::<i64, _>("blocked")? != 0,
     })
 }
 
