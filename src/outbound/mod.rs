@@ -98,4 +98,23 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_resolve_is_organization_wide() {
+        let client = build(Duration::from_secs(5)).unwrap();
+        // `.invalid` never resolves (RFC 6761), with or without a resolver.
+        let e = client
+            .get("https://dataverse-environment.invalid/api/data/v9.2/")
+            .send()
+            .await
+            .unwrap_err();
+        let classified = network_error("Dataverse", &e);
+        assert_eq!(classified.kind, ErrorKind::OrganizationWide, "{classified}");
+        // A refused connection is an outage, not the organization's setup.
+        let e = client.get("http://127.0.0.1:9/").send().await.unwrap_err();
+        assert_eq!(
+            network_error("Dataverse", &e).kind,
+            ErrorKind::Transient { retry_after: None }
+        );
+    }
 }

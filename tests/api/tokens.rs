@@ -192,3 +192,49 @@ async fn an_unavailable_token_endpoint_is_retried() {
     let sent = t.create_bodies().await.remove(0);
     assert_eq!(sent["emailaddress1"], "someone@contoso.com");
 }
+
+#[tokio::test]
+async fn a_failing_token_endpoint_gets_one_request_not_one_per_waiting_delivery() {
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: ("100ms", "5s"),
+        ..TestConfig::default()
+    })
+    .await;
+    on_token_request()
+        .respond_with(entra_error(
+            503,
+            "temporarily_unavailable",
+            50000,
+            "There was an error issuing a token.",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&t.entra)
+        .await;
+    mount_token(&t.entra, "token-1").await;
+    mount_created(&t.dataverse).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(t.accept_lead(&lead_n(n)).await);
+    }
+    let before = time::OffsetDateTime::now_utc();
+    assert_eq!(t.run_worker_once().await, 4);
+    assert_eq!(
+        t.token_requests().await.len(),
+        1,
+        "the other three waited for the first one's answer and its backoff"
+    );
+    for id in &ids {
+        let d = t.delivery_in(*id, DeliveryStatus::Retrying).await;
+        assert!(
+            d.next_attempt_at >= before + Duration::from_millis(900),
+            "retried after the token backoff (1 s), not at once: {d:#?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(t.deliver_due().await, 4);
+    for id in ids {
+        t.delivery_in(id, DeliveryStatus::Delivered).await;
+    }
+    assert_eq!(t.token_requests().await.len(), 2);
+}

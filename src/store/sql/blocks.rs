@@ -175,3 +175,96 @@ impl SqlStore {
         .rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use super::super::tests::{LEASE, lead, stores};
+    use crate::lead::OrgName;
+    use crate::store::{AttemptOutcome, Destination, Store};
+
+    #[tokio::test]
+    async fn a_blocked_organization_is_claimed_one_probe_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, s) in stores(&dir).await {
+            let org = OrgName::parse("contoso").unwrap();
+            let dest = Destination::Dataverse;
+            let now = OffsetDateTime::now_utc();
+            for n in 0..3 {
+                s.insert_lead(&lead(now, &format!("f{n}")), None)
+                    .await
+                    .unwrap();
+            }
+            let probe_at = now + Duration::from_secs(60);
+            assert!(s.block(&org, dest, "refused", now, probe_at).await.unwrap());
+            assert!(
+                !s.block(
+                    &org,
+                    dest,
+                    "refused again",
+                    now + Duration::from_secs(1),
+                    probe_at
+                )
+                .await
+                .unwrap(),
+                "{name}: already blocked"
+            );
+            let blocks = s.blocks().await.unwrap();
+            assert_eq!(blocks.len(), 1, "{name}");
+            assert_eq!(blocks[0].reason, "refused again");
+            assert_eq!(blocks[0].since.unix_timestamp(), now.unix_timestamp());
+            assert!(
+                s.list_deliveries(&Default::default())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|d| d.blocked)
+            );
+
+            assert!(
+                s.claim_due(now, LEASE, 10, &[]).await.unwrap().is_empty(),
+                "{name}: a blocked organization is passed over"
+            );
+            let next = probe_at + Duration::from_secs(60);
+            assert!(
+                s.take_probes(now, next, LEASE).await.unwrap().is_empty(),
+                "{name}: no probe before probe_at"
+            );
+            let probes = s.take_probes(probe_at, next, LEASE).await.unwrap();
+            assert_eq!(probes.len(), 1, "{name}: one probe");
+            assert!(
+                s.take_probes(probe_at, next, LEASE)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{name}: another replica at the same moment gets none"
+            );
+            let failed = AttemptOutcome::Retry {
+                error: "organization blocked: refused".into(),
+                http_status: None,
+                next_attempt_at: probe_at + Duration::from_secs(3600),
+            };
+            s.record_attempt(&probes[0], probe_at, &failed)
+                .await
+                .unwrap();
+
+            assert_eq!(s.probe_blocks_now(probe_at).await.unwrap(), 1, "{name}");
+            let probes = s.take_probes(probe_at, next, LEASE).await.unwrap();
+            assert_eq!(probes.len(), 1, "{name}: a restart probes at once");
+            s.release(&probes[0], None).await.unwrap();
+
+            assert!(s.unblock(&org, dest, probe_at).await.unwrap());
+            assert!(!s.unblock(&org, dest, probe_at).await.unwrap());
+            assert!(s.blocks().await.unwrap().is_empty());
+            let claimed = s.claim_due(probe_at, LEASE, 10, &[]).await.unwrap();
+            assert_eq!(
+                claimed.len(),
+                3,
+                "{name}: unblocked, all due now, the probed one's retry too"
+            );
+        }
+    }
+}

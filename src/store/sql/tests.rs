@@ -6,7 +6,7 @@ use crate::lead::OrgName;
 use uuid::Uuid;
 
 /// A fresh store of each available backend.
-async fn stores(dir: &tempfile::TempDir) -> Vec<(&'static str, SqlStore)> {
+pub(super) async fn stores(dir: &tempfile::TempDir) -> Vec<(&'static str, SqlStore)> {
     let mut out = Vec::new();
     let url = format!(
         "sqlite://{}",
@@ -36,7 +36,7 @@ async fn fresh_postgres_database(base: &str) -> String {
     format!("{prefix}/{name}")
 }
 
-fn lead(at: OffsetDateTime, fingerprint: &str) -> NewLead {
+pub(super) fn lead(at: OffsetDateTime, fingerprint: &str) -> NewLead {
     NewLead {
         id: LeadId::generate(),
         org: OrgName::parse("contoso").unwrap(),
@@ -49,7 +49,7 @@ fn lead(at: OffsetDateTime, fingerprint: &str) -> NewLead {
     }
 }
 
-const LEASE: Duration = Duration::from_secs(60);
+pub(super) const LEASE: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_expires() {
