@@ -41,6 +41,10 @@ pub enum InvalidLead {
     NotAString { field: String, got: &'static str },
     #[error("field UserDetails must be an object, got {0}")]
     UserDetailsNotAnObject(&'static str),
+    /// Partner Center always sends the object (its fields may be empty when
+    /// Microsoft withholds them); a document without one is something else.
+    #[error("field UserDetails is missing: a marketplace lead always has a UserDetails object")]
+    NoUserDetails,
     #[error(
         "the lead has no usable field: expected at least one of ActionCode, OfferTitle, LeadSource, \
          Description or UserDetails.{{FirstName, LastName, Email, Phone, Country, Company, Title}} with a value"
@@ -101,7 +105,6 @@ impl Lead {
             } else if key.eq_ignore_ascii_case(USER_DETAILS) {
                 saw_user_details = true;
                 match v {
-                    Value::Null => {}
                     Value::Object(details) => {
                         for (ukey, uv) in details {
                             match USER_FIELDS.iter().find(|k| k.eq_ignore_ascii_case(ukey)) {
@@ -123,9 +126,10 @@ impl Lead {
                 document.entry(key.clone()).or_insert_with(|| v.clone());
             }
         }
-        if saw_user_details {
-            document.insert(USER_DETAILS.to_owned(), Value::Object(user_doc));
+        if !saw_user_details {
+            return Err(InvalidLead::NoUserDetails);
         }
+        document.insert(USER_DETAILS.to_owned(), Value::Object(user_doc));
 
         let top = |k: &str| document.get(k).and_then(Value::as_str).map(str::to_owned);
         let user_field = |k: &str| {
@@ -365,7 +369,8 @@ mod tests {
     fn flags_partner_center_test_leads() {
         let lead = Lead::parse(&json!({
             "OfferTitle": "x",
-            "Description": "MSFT_TEST_636573304831318844"
+            "Description": "MSFT_TEST_636573304831318844",
+            "UserDetails": {}
         }))
         .unwrap();
         assert!(lead.is_test);
@@ -379,9 +384,25 @@ mod tests {
             Lead::parse(&json!([1])),
             Err(InvalidLead::NotAnObject("an array"))
         );
-        assert_eq!(Lead::parse(&json!({})), Err(InvalidLead::Empty));
+        assert_eq!(Lead::parse(&json!({})), Err(InvalidLead::NoUserDetails));
         assert_eq!(
-            Lead::parse(&json!({"Unrelated": "x", "OfferTitle": " "})),
+            Lead::parse(&json!({"OfferTitle": "x"})),
+            Err(InvalidLead::NoUserDetails)
+        );
+        assert_eq!(
+            Lead::parse(&json!({"OfferTitle": "x", "UserDetails": null})),
+            Err(InvalidLead::UserDetailsNotAnObject("null"))
+        );
+        assert_eq!(
+            Lead::parse(&json!({"UserDetails": {}})),
+            Err(InvalidLead::Empty)
+        );
+        assert!(
+            Lead::parse(&json!({"OfferTitle": "x", "UserDetails": {}})).is_ok(),
+            "every personal field may be withheld"
+        );
+        assert_eq!(
+            Lead::parse(&json!({"Unrelated": "x", "OfferTitle": " ", "UserDetails": {}})),
             Err(InvalidLead::Empty)
         );
         assert_eq!(
