@@ -33,9 +33,9 @@ async fn counters_after_a_handful_of_leads() {
     on_lead_create()
         .and(body_string_contains(r#""lastname":"Refused""#))
         .respond_with(dataverse_error(
-            403,
-            "0x80040220",
-            "Principal user is missing prvCreateLead privilege.",
+            400,
+            "0x80044331",
+            "A validation error occurred. The value of 'lastname' is not valid.",
         ))
         .with_priority(1)
         .mount(&f.dataverse)
