@@ -6,14 +6,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::template::Part;
-use super::{BIND_SUFFIX, FieldSpec, Mapping, Source, Transform, truncate};
+use super::{BIND_SUFFIX, FieldSpec, Mapping, Source, Transform, text};
 use crate::entity::{Attribute, EntityMetadata};
 
 /// A value that was cut to its column's MaxLength.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cut {
     pub column: String,
-    /// Characters before the cut.
+    /// UTF-16 units before the cut (as Dataverse counts).
     pub length: usize,
     pub max_length: usize,
     /// The mapping's own truncate asked for an ellipsis.
@@ -40,29 +40,31 @@ pub struct Finding {
     pub message: String,
 }
 
+/// In UTF-16 units, as Dataverse counts `MaxLength` ([`text`]).
 fn text_len(v: &Value) -> usize {
     match v {
-        Value::String(s) => s.chars().count(),
+        Value::String(s) => text::length(s),
         Value::Null => 0,
-        other => other.to_string().chars().count(),
+        other => text::length(&other.to_string()),
     }
 }
 
 impl FieldSpec {
-    /// The longest text this field can render, or `None` when the lead decides.
-    fn max_chars(&self) -> Option<usize> {
+    /// The longest text this field can render (in UTF-16 units), or `None`
+    /// when the lead decides.
+    fn max_len(&self) -> Option<usize> {
         let mut bound = match &self.source {
-            Source::Path(p) => p.max_chars(),
+            Source::Path(p) => p.max_len(),
             Source::Template(t) => t.parts().iter().try_fold(0usize, |acc, part| {
                 Some(
                     acc + match part {
-                        Part::Text(s) => s.chars().count(),
-                        Part::Field(p) => p.max_chars()?,
+                        Part::Text(s) => text::length(s),
+                        Part::Field(p) => p.max_len()?,
                     },
                 )
             }),
             Source::Constant(v) => Some(text_len(v)),
-            Source::Bind { entity_set, id } => Some(entity_set.chars().count() + id.len() + 3),
+            Source::Bind { entity_set, id } => Some(text::length(entity_set) + id.len() + 3),
         };
         for t in &self.transforms {
             if let Transform::Truncate { max, .. } = t {
@@ -131,7 +133,7 @@ impl Mapping {
             let Some(max) = meta.max_length(column) else {
                 continue;
             };
-            let length = s.chars().count();
+            let length = text::length(s);
             if length <= max {
                 continue;
             }
@@ -141,7 +143,7 @@ impl Mapping {
                 .find(|(target, _)| target == column)
                 .and_then(|(_, spec)| spec.truncate_ellipsis())
                 .unwrap_or(false);
-            *s = truncate(std::mem::take(s), max, ellipsis);
+            *s = text::cut(std::mem::take(s), max, ellipsis);
             cuts.push(Cut {
                 column: column.clone(),
                 length,
@@ -269,7 +271,7 @@ fn check_options(
 }
 
 fn check_length(spec: &FieldSpec, max: usize, push: &mut impl FnMut(Severity, String)) {
-    let bound = spec.max_chars();
+    let bound = spec.max_len();
     if bound.is_some_and(|b| b <= max) {
         return;
     }
@@ -384,6 +386,29 @@ mod tests {
                     ellipsis: false
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn max_length_counts_utf16_units() {
+        let m = mapping("fields:\n  firstname: UserDetails.FirstName\n");
+        let meta = lead_metadata();
+        // 25 emoji are 50 units: exactly firstname's MaxLength of 50.
+        let mut body = Map::new();
+        body.insert("firstname".into(), json!("😀".repeat(25)));
+        assert!(m.fit_to_limits(&mut body, &meta).is_empty());
+        assert_eq!(body["firstname"], json!("😀".repeat(25)), "fits as it is");
+        body.insert("firstname".into(), json!("😀".repeat(26)));
+        let cuts = m.fit_to_limits(&mut body, &meta);
+        assert_eq!(body["firstname"], json!("😀".repeat(25)), "cut to 50 units");
+        assert_eq!(
+            cuts,
+            vec![Cut {
+                column: "firstname".into(),
+                length: 52,
+                max_length: 50,
+                ellipsis: false
+            }]
         );
     }
 

@@ -9,6 +9,7 @@ mod columns;
 mod parse;
 mod source;
 mod template;
+mod text;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -223,25 +224,10 @@ fn apply_transforms(mut s: String, transforms: &[Transform]) -> String {
             Transform::Trim => s.trim().to_owned(),
             Transform::Lower => s.to_lowercase(),
             Transform::Upper => s.to_uppercase(),
-            Transform::Truncate { max, ellipsis } => truncate(s, max, ellipsis),
+            Transform::Truncate { max, ellipsis } => text::cut(s, max, ellipsis),
         };
     }
     s
-}
-
-/// Truncates to `max` characters; with `ellipsis` the last one kept is `…`, so
-/// the result still fits a column of `max`.
-fn truncate(s: String, max: usize, ellipsis: bool) -> String {
-    if s.chars().count() <= max {
-        return s;
-    }
-    if ellipsis && max >= 1 {
-        let mut out: String = s.chars().take(max - 1).collect();
-        out.push('…');
-        out
-    } else {
-        s.chars().take(max).collect()
-    }
 }
 
 #[cfg(test)]

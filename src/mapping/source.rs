@@ -43,7 +43,8 @@ impl Derived {
     }
 
     /// Longest text the value can be; `None`: the lead decides.
-    pub(super) fn max_chars(self) -> Option<usize> {
+    /// In UTF-16 units; derived values are ASCII.
+    pub(super) fn max_len(self) -> Option<usize> {
         match self {
             Derived::LeadId => Some(36),
             Derived::Org => Some(63),
@@ -84,10 +85,10 @@ impl SourcePath {
         }
     }
 
-    pub(super) fn max_chars(&self) -> Option<usize> {
+    pub(super) fn max_len(&self) -> Option<usize> {
         match self {
             SourcePath::Lead(_) => None,
-            SourcePath::Derived(d) => d.max_chars(),
+            SourcePath::Derived(d) => d.max_len(),
         }
     }
 

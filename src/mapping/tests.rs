@@ -133,9 +133,11 @@ fn transforms_apply_in_order() {
 }
 
 #[test]
-fn truncate_counts_characters_not_bytes() {
+fn truncate_counts_as_dataverse_does_utf16_units_not_bytes_or_characters() {
     let m = mapping("fields:\n  a: {from: OfferTitle, transform: {truncate: 3}}\n");
     assert_eq!(render_value(&m, json!({"OfferTitle": "Ωμέγα"}))["a"], "Ωμέ");
+    // Each emoji is two units: three units hold one, never half of the next.
+    assert_eq!(render_value(&m, json!({"OfferTitle": "😀😀😀"}))["a"], "😀");
 }
 
 #[test]
