@@ -126,6 +126,25 @@ client_secret_file = "{}"
 }
 
 #[test]
+fn a_live_organization_refuses_the_shipped_placeholder_secret() {
+    let toml = |dry_run: bool| {
+        format!(
+            "[organizations.contoso]\nurl = \"https://contoso.crm4.dynamics.com\"\ndry_run = {dry_run}\n\
+             endpoint_secrets = [\"change-me-contoso-0123456789\"]\n\
+             [organizations.contoso.auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        )
+    };
+    let p = problems(&toml(false));
+    assert!(
+        p.iter()
+            .any(|i| i.key == "organizations.contoso.endpoint_secrets[0]"
+                && i.problem.contains("shipped placeholder")),
+        "{p:#?}"
+    );
+    assert!(load(&toml(true), &[]).is_ok(), "fine while nothing is live");
+}
+
+#[test]
 fn the_dedupe_window_cannot_outlast_retention() {
     let p = problems(&format!(
         "[server]\ndedupe_window = \"40days\"\n[store]\nretention = \"30days\"\n{DRY}"

@@ -11,6 +11,9 @@ use url::Url;
 
 use super::raw::{EnvVars, RawAdmin, RawOrganization, RawSettings};
 use super::{AdminSettings, ConfigError, ConfigIssue, MIN_SECRET_LEN, Organization, Settings};
+
+/// How the endpoint secrets of the shipped configuration begin.
+const PLACEHOLDER_SECRET_PREFIX: &str = "change-me";
 use crate::lead::OrgName;
 
 impl RawSettings {
@@ -263,6 +266,13 @@ impl RawOrganization {
                     format!(
                         "too short: use at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 24`)"
                     ),
+                );
+            } else if !self.dry_run && s.starts_with(PLACEHOLDER_SECRET_PREFIX) {
+                // Anyone who read config/default.toml knows it.
+                issue(
+                    &format!("endpoint_secrets[{i}]"),
+                    "the shipped placeholder cannot guard a live organization: set your own (e.g. `openssl rand -hex 24`)"
+                        .into(),
                 );
             } else if !s
                 .bytes()

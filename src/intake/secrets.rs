@@ -2,17 +2,19 @@
 
 use std::collections::HashMap;
 
-use secrecy::SecretString;
-
 use crate::config::Organization;
 use crate::lead::OrgName;
+use crate::secret::Digest;
 
-/// Compared against when the organization is unknown, so that an unknown
-/// organization costs the same time as a wrong secret.
-const DUMMY: &str = "leadbridge-unknown-organization-placeholder-secret";
+/// Every check compares against at least this many digests, padding with
+/// ones nothing hashes to, so that timing tells neither how many secrets an
+/// organization has nor whether it exists (two are live during a rotation).
+const SLOTS: usize = 4;
 
 pub struct EndpointSecrets {
-    by_org: HashMap<OrgName, Vec<SecretString>>,
+    by_org: HashMap<OrgName, Vec<Digest>>,
+    /// Compared in the slots an organization does not fill.
+    padding: Digest,
 }
 
 impl EndpointSecrets {
@@ -20,8 +22,12 @@ impl EndpointSecrets {
         Self {
             by_org: orgs
                 .into_iter()
-                .map(|o| (o.name.clone(), o.endpoint_secrets.clone()))
+                .map(|o| {
+                    let digests = o.endpoint_secrets.iter().map(Digest::of_secret).collect();
+                    (o.name.clone(), digests)
+                })
                 .collect(),
+            padding: padding(),
         }
     }
 
@@ -35,18 +41,15 @@ impl EndpointSecrets {
     /// of the organization is compared, so timing does not reveal which one
     /// (or how much of one) matched.
     pub fn verify(&self, org: Option<&OrgName>, code: Option<&str>) -> Option<OrgName> {
-        let code = code.unwrap_or_default().as_bytes();
-        let secrets = org.and_then(|o| self.by_org.get(o));
+        let code = code.unwrap_or_default();
+        let presented = Digest::of(code.as_bytes());
+        let secrets = org
+            .and_then(|o| self.by_org.get(o))
+            .map_or(&[][..], Vec::as_slice);
         let mut ok = subtle::Choice::from(0u8);
-        match secrets {
-            Some(list) => {
-                for s in list {
-                    ok |= crate::secret::matches(s, code);
-                }
-            }
-            None => {
-                let _ = crate::secret::matches(&SecretString::from(DUMMY), code);
-            }
+        for i in 0..SLOTS.max(secrets.len()) {
+            let slot = secrets.get(i).unwrap_or(&self.padding);
+            ok |= slot.matches(&presented);
         }
         if bool::from(ok) && !code.is_empty() {
             org.cloned()
@@ -54,6 +57,12 @@ impl EndpointSecrets {
             None
         }
     }
+}
+
+/// A digest no presented code hashes to in practice: of random bytes drawn
+/// at start (a v4 UUID's), which are not even text.
+fn padding() -> Digest {
+    Digest::of(uuid::Uuid::new_v4().as_bytes())
 }
 
 #[cfg(test)]
@@ -66,10 +75,11 @@ mod tests {
             by_org: HashMap::from([(
                 org,
                 vec![
-                    SecretString::from("old-secret-0123456789"),
-                    SecretString::from("new-secret-0123456789"),
+                    Digest::of(b"old-secret-0123456789"),
+                    Digest::of(b"new-secret-0123456789"),
                 ],
             )]),
+            padding: padding(),
         }
     }
 
@@ -85,6 +95,24 @@ mod tests {
             s.verify(Some(&org), Some("new-secret-0123456789")),
             Some(org.clone())
         );
+    }
+
+    #[test]
+    fn more_secrets_than_slots_are_all_compared() {
+        let org = OrgName::parse("contoso").unwrap();
+        let codes: Vec<String> = (0..SLOTS + 2)
+            .map(|i| format!("secret-{i}-0123456789"))
+            .collect();
+        let s = EndpointSecrets {
+            by_org: HashMap::from([(
+                org.clone(),
+                codes.iter().map(|c| Digest::of(c.as_bytes())).collect(),
+            )]),
+            padding: padding(),
+        };
+        for c in &codes {
+            assert_eq!(s.verify(Some(&org), Some(c)), Some(org.clone()), "{c}");
+        }
     }
 
     #[test]

@@ -145,7 +145,8 @@ async fn a_wrong_client_secret_blocks_the_organization_until_the_config_is_fixed
 #[tokio::test]
 async fn a_missing_privilege_blocks_and_a_probe_resumes_once_it_is_granted() {
     let t = TestApp::spawn_with(TestConfig {
-        delivery_toml: "block_probe_interval = \"200ms\"".into(),
+        // Long enough that a loaded machine takes one probe per interval.
+        delivery_toml: "block_probe_interval = \"1s\"".into(),
         ..TestConfig::retry_at_once()
     })
     .await;
@@ -169,7 +170,7 @@ async fn a_missing_privilege_blocks_and_a_probe_resumes_once_it_is_granted() {
         );
     }
     // Every probe interval, one delivery alone tries: still refused.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(t.run_worker_once().await, 1, "one probe");
     assert_eq!(t.run_worker_once().await, 0);
     assert_eq!(t.create_requests().await.len(), 4);
@@ -178,7 +179,7 @@ async fn a_missing_privilege_blocks_and_a_probe_resumes_once_it_is_granted() {
     // and the waiting deliveries follow at once.
     t.dataverse.reset().await;
     let fake = mount_created(&t.dataverse).await;
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(t.deliver_due().await, 3);
     for id in &ids {
         t.delivery_in(*id, DeliveryStatus::Delivered).await;
