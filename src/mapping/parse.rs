@@ -136,10 +136,22 @@ fn check_target(target: &str, key: &str, issues: &mut Issues) -> bool {
     }
 }
 
+/// The record a lookup points at is the publisher's choice, never a
+/// marketplace customer's: no value from the lead, no template.
+fn only_bind() -> String {
+    format!(
+        "a `{BIND_SUFFIX}` column takes only `bind: {{entity_set: …, id: …}}`, so that no lead can choose which record it points at"
+    )
+}
+
 fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<FieldSpec> {
     let is_bind_target = target.ends_with(BIND_SUFFIX);
     // A bare string is a source path: `firstname: UserDetails.FirstName`.
     if let Some(path) = v.as_str() {
+        if is_bind_target {
+            issues.push(key, only_bind());
+            return None;
+        }
         return match SourcePath::parse(path) {
             Ok(p) => Some(FieldSpec {
                 source: Source::Path(p),
@@ -208,6 +220,9 @@ fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<Field
             format!("{key}.bind"),
             format!("a lookup must target `<column>{BIND_SUFFIX}`, e.g. `ownerid{BIND_SUFFIX}`"),
         ),
+        Some(Source::Path(_) | Source::Template(_) | Source::Constant(_)) if is_bind_target => {
+            issues.push(key.to_owned(), only_bind())
+        }
         _ => {}
     }
 

@@ -422,3 +422,21 @@ fn yaml_syntax_and_io_errors_name_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_lookup_takes_only_a_bind_never_a_value_from_the_lead() {
+    for field in [
+        "ownerid@odata.bind: UserDetails.Email",
+        "ownerid@odata.bind: {template: \"/teams({Description})\"}",
+        "ownerid@odata.bind: {value: \"/teams(7a2b5c1e-0000-4000-8000-000000000001)\"}",
+    ] {
+        let found = issues(&format!("fields:\n  {field}\n"));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.key == "fields.ownerid@odata.bind"
+                    && i.reason.contains("takes only `bind:")),
+            "{field}: {found:#?}"
+        );
+    }
+}
