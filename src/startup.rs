@@ -12,7 +12,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{Settings, redact_url_password};
 use crate::delivery::{Deps, Organizations, Worker};
 use crate::housekeeping::{self, Retention};
-use crate::intake::{self, EndpointSecrets, Intake};
+use crate::intake::{self, AuthFailures, EndpointSecrets, Intake};
 use crate::mapping::MappingError;
 use crate::mapping_watch;
 use crate::outbound;
@@ -97,7 +97,7 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             dedupe_window: dedupe_window(&settings),
             wake,
-            auth_failures: Intake::auth_failure_limiter(settings.server.auth_failures_per_minute),
+            auth_failures: AuthFailures::new(settings.server.auth_failures_per_minute),
         });
         let admin_state = Arc::new(AdminState {
             settings: Arc::clone(&settings),

@@ -1,17 +1,16 @@
 //! The public HTTP listener: receives leads, checks the endpoint secret,
 //! validates, stores durably, answers. It never calls Microsoft.
 
+mod auth_failures;
 mod error;
 mod secrets;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -24,6 +23,7 @@ use crate::ids::LeadId;
 use crate::lead::{Lead, OrgName, ParseError, fingerprint};
 use crate::store::{Destination, Inserted, NewLead, Store};
 
+pub use auth_failures::AuthFailures;
 pub use error::ApiError;
 pub use secrets::EndpointSecrets;
 
@@ -36,16 +36,8 @@ pub struct Intake {
     pub dedupe_window: Option<std::time::Duration>,
     /// Tells the delivery worker there is new work.
     pub wake: Arc<Notify>,
-    /// Failed secret checks allowed per client address; past it the answer is
-    /// 429 instead of 401, so secrets cannot be guessed at speed. A correct
-    /// secret is never refused for it: a lead turned away is lost for good.
-    pub auth_failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-impl Intake {
-    pub fn auth_failure_limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
-        NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
-    }
+    /// `None`: `server.auth_failures_per_minute = 0`.
+    pub auth_failures: Option<AuthFailures>,
 }
 
 /// All public routes, with JSON bodies for every error, 404 and 405 included.
@@ -149,7 +141,7 @@ where
     let org = OrgName::parse(org).ok();
     let Some(org) = intake.secrets.verify(org.as_ref(), code.as_deref()) else {
         let limited = match (&intake.auth_failures, remote) {
-            (Some(limiter), Some(ip)) => limiter.check_key(&ip).is_err(),
+            (Some(limiter), Some(ip)) => limiter.over_limit(ip),
             _ => false,
         };
         return Err(if limited {
