@@ -95,6 +95,7 @@ impl Application {
             store: Arc::clone(&store),
             secrets: EndpointSecrets::new(settings.organizations.values()),
             max_body_bytes: settings.server.max_body_bytes,
+            body_read_timeout: settings.server.body_read_timeout,
             dedupe_window: dedupe_window(&settings),
             wake,
             auth_failures: AuthFailures::new(settings.server.auth_failures_per_minute),
@@ -110,12 +111,17 @@ impl Application {
         let (admin_listener, admin_addr) = bind(settings.admin.listen).await?;
         let mut tasks = vec![
             // First: `run_until_stopped` ends with the public listener.
-            tokio::spawn(
-                warp::serve(intake::routes(intake))
-                    .incoming(listener)
-                    .graceful(shutdown.clone().cancelled_owned())
-                    .run(),
-            ),
+            tokio::spawn(intake::listener::serve(
+                listener,
+                intake::routes(intake),
+                intake::listener::Limits {
+                    header_read_timeout: settings.server.header_read_timeout,
+                    idle_timeout: settings.server.idle_timeout,
+                    max_connections: settings.server.max_connections,
+                    shutdown_grace: settings.delivery.shutdown_grace,
+                },
+                shutdown.clone(),
+            )),
             tokio::spawn(
                 warp::serve(admin::routes(admin_state))
                     .incoming(admin_listener)

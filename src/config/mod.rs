@@ -66,6 +66,19 @@ pub struct ServerSettings {
     /// answered 429 instead of 401 (brute-force brake; `0` turns it off). A
     /// correct secret is always let through.
     pub auth_failures_per_minute: u32,
+    /// A client must send a request's headers within this, or its
+    /// connection is closed: stalled clients must not pile up.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// ... and the body within this once the headers are in (answered 408).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with nothing moving is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections open at once at most; more wait in the listen backlog
+    /// rather than being refused.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -76,6 +89,10 @@ impl Default for ServerSettings {
             public_url: None,
             dedupe_window: Duration::from_secs(24 * 3600),
             auth_failures_per_minute: 30,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }

@@ -53,6 +53,19 @@ impl RawSettings {
                 "must be at least 1 day (deliveries retry for days)".into(),
             );
         }
+        let srv = &self.server;
+        if srv.header_read_timeout.is_zero()
+            || srv.body_read_timeout.is_zero()
+            || srv.idle_timeout.is_zero()
+        {
+            issue(
+                "server".into(),
+                "header_read_timeout, body_read_timeout and idle_timeout must be > 0".into(),
+            );
+        }
+        if srv.max_connections == 0 {
+            issue("server.max_connections".into(), "must be at least 1".into());
+        }
         // The fingerprints that recognise a re-sent lead are purged with
         // the lead: a longer window would promise what retention deletes.
         if self.server.dedupe_window > self.store.retention {

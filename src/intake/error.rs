@@ -14,6 +14,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("the JSON is not a lead: {0}")]
@@ -35,6 +37,7 @@ impl ApiError {
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InvalidJson(_) | ApiError::InvalidLead(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidLead(_) => "invalid_lead",
             ApiError::StoreUnavailable => "store_unavailable",
@@ -74,6 +78,12 @@ impl Reply for ApiError {
             response
                 .headers_mut()
                 .insert("retry-after", warp::http::HeaderValue::from_static(seconds));
+        }
+        // Whatever is left of such a body is not read: the connection ends.
+        if matches!(self, ApiError::TooLarge(_) | ApiError::BodyTimeout(_)) {
+            response
+                .headers_mut()
+                .insert("connection", warp::http::HeaderValue::from_static("close"));
         }
         response
     }

@@ -3,11 +3,13 @@
 
 mod auth_failures;
 mod error;
+pub mod listener;
 mod secrets;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
@@ -32,6 +34,8 @@ pub struct Intake {
     pub store: Arc<dyn Store>,
     pub secrets: EndpointSecrets,
     pub max_body_bytes: usize,
+    /// The whole body must arrive within this once the headers are in.
+    pub body_read_timeout: Duration,
     /// `None`: de-duplication off.
     pub dedupe_window: Option<std::time::Duration>,
     /// Tells the delivery worker there is new work.
@@ -54,7 +58,7 @@ pub fn routes(
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<listener::ClientAddr>())
         .and(warp::any().map(move || Arc::clone(&intake)))
         .then(
             |org: String,
@@ -62,7 +66,7 @@ pub fn routes(
              ct: Option<String>,
              len: Option<u64>,
              body,
-             remote: Option<SocketAddr>,
+             remote: Option<listener::ClientAddr>,
              intake: Arc<Intake>| async move {
                 let request_id = Uuid::new_v4().to_string();
                 let request = Request {
@@ -70,7 +74,7 @@ pub fn routes(
                     query: &query,
                     content_type: ct,
                     content_length: len,
-                    remote: remote.map(|a| a.ip()),
+                    remote: remote.map(|a| a.0.ip()),
                     request_id: &request_id,
                 };
                 let result = receive(&intake, request, body).await;
@@ -157,10 +161,27 @@ where
         return Err(ApiError::UnsupportedMediaType(ct));
     }
     let limit = intake.max_body_bytes;
+    let deadline = tokio::time::Instant::now() + intake.body_read_timeout;
     if content_length.is_some_and(|l| l > limit as u64) {
+        // Read (and drop) a body of reasonable size before answering, so that
+        // the sender, still writing, gets the 413 rather than a reset.
+        if content_length.is_some_and(|l| l <= DRAIN_AT_MOST as u64) {
+            drain(body, deadline).await;
+        }
         return Err(ApiError::TooLarge(limit));
     }
-    let bytes = read_limited(body, limit).await?;
+    let read = tokio::time::timeout_at(deadline, read_limited(body, limit));
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::Oversized { rest })) => {
+            drain(rest, deadline).await;
+            return Err(ApiError::TooLarge(limit));
+        }
+        Ok(Err(BodyError::Broken(e))) => {
+            return Err(ApiError::InvalidJson(format!("cannot read body: {e}")));
+        }
+        Err(_) => return Err(ApiError::BodyTimeout(intake.body_read_timeout)),
+    };
 
     let (lead, document) = Lead::parse_json(&bytes).map_err(|e| match e {
         ParseError::Json(e) => ApiError::InvalidJson(e.to_string()),
@@ -224,17 +245,25 @@ fn is_json(content_type: &str) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-async fn read_limited<S, B>(mut body: S, limit: usize) -> Result<Bytes, ApiError>
+/// Why a body was not read whole.
+enum BodyError<S> {
+    /// Longer than the limit; `rest` is what was not read of it.
+    Oversized { rest: S },
+    /// The stream broke (the client went away, a malformed chunk).
+    Broken(String),
+}
+
+/// The body, unless it is longer than `limit`.
+async fn read_limited<S, B>(mut body: S, limit: usize) -> Result<Bytes, BodyError<S>>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read body: {e}")))?;
-        if out.len() + chunk.remaining() > limit {
-            return Err(ApiError::TooLarge(limit));
+        let mut chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if out.len().saturating_add(chunk.remaining()) > limit {
+            return Err(BodyError::Oversized { rest: body });
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -244,6 +273,26 @@ where
         }
     }
     Ok(Bytes::from(out))
+}
+
+/// How much of a body that is too large is read anyway, so that an
+/// ordinary client, still sending, receives the 413 instead of a
+/// connection reset. Larger ones are cut off.
+const DRAIN_AT_MOST: usize = 16 * 1024 * 1024;
+
+/// Reads and drops what is left of a body, up to [`DRAIN_AT_MOST`] or the deadline.
+async fn drain<S, B>(mut body: S, deadline: tokio::time::Instant)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut drained = 0usize;
+    while drained <= DRAIN_AT_MOST {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => drained = drained.saturating_add(chunk.remaining()),
+            _ => return,
+        }
+    }
 }
 
 async fn recover(r: Rejection) -> Result<Response, Infallible> {

@@ -9,6 +9,7 @@ mod credentials;
 mod delivery;
 mod durability;
 mod intake;
+mod listener;
 mod metadata;
 mod pauses;
 mod reload;

@@ -74,6 +74,8 @@ pub struct TestConfig {
     pub backoff: (&'static str, &'static str),
     /// Extra `[delivery]` lines.
     pub delivery_toml: String,
+    /// Extra `[server]` lines.
+    pub server_toml: String,
     pub lease: &'static str,
     /// Extra lines at the end of `[organizations.contoso.auth]`, or new sections.
     pub extra_toml: String,
@@ -96,6 +98,7 @@ impl Default for TestConfig {
             concurrency: 4,
             backoff: ("100ms", "400ms"),
             delivery_toml: String::new(),
+            server_toml: String::new(),
             lease: "30s",
             extra_toml: String::new(),
             credential: None,
@@ -195,6 +198,7 @@ impl Fakes {
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 4096
+{server_extra}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -235,6 +239,7 @@ client_id = "{CLIENT_ID}"
             backoff_initial = cfg.backoff.0,
             backoff_max = cfg.backoff.1,
             delivery_extra = cfg.delivery_toml,
+            server_extra = cfg.server_toml,
             lease = cfg.lease,
             log_format = cfg.log_format,
             dv = dataverse.uri(),
