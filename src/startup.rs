@@ -16,7 +16,7 @@ use crate::intake::{self, AuthFailures, EndpointSecrets, Intake};
 use crate::mapping::MappingError;
 use crate::mapping_watch;
 use crate::outbound;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, GroupCommit, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -92,11 +92,10 @@ impl Application {
             Arc::clone(&wake),
         );
         let intake = Arc::new(Intake {
-            store: Arc::clone(&store),
+            leads: GroupCommit::start(Arc::clone(&store), dedupe_window(&settings)),
             secrets: EndpointSecrets::new(settings.organizations.values()),
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
-            dedupe_window: dedupe_window(&settings),
             wake,
             auth_failures: AuthFailures::new(settings.server.auth_failures_per_minute),
         });

@@ -23,7 +23,7 @@ use warp::{Filter, Rejection};
 
 use crate::ids::LeadId;
 use crate::lead::{Lead, OrgName, ParseError, fingerprint};
-use crate::store::{Destination, Inserted, NewLead, Store};
+use crate::store::{Destination, GroupCommit, Inserted, NewLead};
 
 pub use auth_failures::AuthFailures;
 pub use error::ApiError;
@@ -31,13 +31,13 @@ pub use secrets::EndpointSecrets;
 
 /// What the intake handlers share.
 pub struct Intake {
-    pub store: Arc<dyn Store>,
+    /// Where accepted leads go: the store, through group commit (which
+    /// also applies the de-duplication window).
+    pub leads: GroupCommit,
     pub secrets: EndpointSecrets,
     pub max_body_bytes: usize,
     /// The whole body must arrive within this once the headers are in.
     pub body_read_timeout: Duration,
-    /// `None`: de-duplication off.
-    pub dedupe_window: Option<std::time::Duration>,
     /// Tells the delivery worker there is new work.
     pub wake: Arc<Notify>,
     /// `None`: `server.auth_failures_per_minute = 0`.
@@ -200,14 +200,10 @@ where
         fingerprint: fingerprint(&document),
         destinations: vec![Destination::Dataverse],
     };
-    let inserted = intake
-        .store
-        .insert_lead(&new, intake.dedupe_window)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, org = %org, request_id, "lead NOT stored; answered 503");
-            ApiError::StoreUnavailable
-        })?;
+    let inserted = intake.leads.insert(new).await.map_err(|e| {
+        tracing::error!(error = %e, org = %org, request_id, "lead NOT stored; answered 503");
+        ApiError::StoreUnavailable
+    })?;
     if let Inserted::Duplicate { original } = inserted {
         tracing::info!(lead_id = %original, request_id, org = %org, "duplicate lead; not stored again");
         return Ok(Received::Duplicate(original));

@@ -5,6 +5,7 @@
 //! lease and records each attempt. One implementation serves both backends:
 //! SQLite (embedded default) and PostgreSQL (several replicas).
 
+mod group_commit;
 mod sql;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use time::OffsetDateTime;
 use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
 use crate::lead::OrgName;
 
+pub use group_commit::GroupCommit;
 pub(crate) use sql::SqlStore;
 
 /// An enum stored by name and shown to operators under the same name: the
@@ -226,18 +228,35 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// The group-commit task is gone (the process is shutting down).
+    #[error("store writer stopped")]
+    Stopped,
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores the lead and one pending delivery per destination, atomically,
-    /// unless the same document arrived for the organization within
-    /// `dedupe_window`. Returns only after the commit is durable.
+    /// Stores each lead and one pending delivery per destination, all in one
+    /// transaction, unless the same document arrived for the organization
+    /// within `dedupe_window` (earlier leads of the batch included). Returns
+    /// only after the commit is durable: one fsync for the whole batch
+    /// ([`GroupCommit`] gathers the batches).
+    async fn insert_leads(
+        &self,
+        leads: &[NewLead],
+        dedupe_window: Option<Duration>,
+    ) -> Result<Vec<Inserted>, StoreError>;
+
+    /// [`insert_leads`](Store::insert_leads) for one lead.
     async fn insert_lead(
         &self,
         lead: &NewLead,
         dedupe_window: Option<Duration>,
-    ) -> Result<Inserted, StoreError>;
+    ) -> Result<Inserted, StoreError> {
+        self.insert_leads(std::slice::from_ref(lead), dedupe_window)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a stored lead without a result".into()))
+    }
 
     /// Reserves up to `limit` due deliveries for `lease`, skipping paused
     /// organizations and those in `skip_orgs` (at their concurrency limit).

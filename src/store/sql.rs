@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 mod blocks;
+mod intake;
 mod operator;
 mod pauses;
 mod rows;
@@ -18,9 +19,9 @@ use time::OffsetDateTime;
 use super::{
     AttemptOutcome, AttemptView, Block, ClaimedDelivery, DeliveryFilter, DeliveryStatus,
     DeliveryView, Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store,
-    StoreError, Unpaused, from_millis, parse_id, to_millis,
+    StoreError, Unpaused, from_millis, to_millis,
 };
-use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
+use crate::ids::{DeliveryId, LeadId, LeaseToken};
 use crate::lead::OrgName;
 use rows::{CLAIMED, claimed, org_list};
 
@@ -109,76 +110,12 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
 
 #[async_trait]
 impl Store for SqlStore {
-    async fn insert_lead(
+    async fn insert_leads(
         &self,
-        lead: &NewLead,
+        leads: &[NewLead],
         dedupe_window: Option<Duration>,
-    ) -> Result<Inserted, StoreError> {
-        let now = to_millis(lead.received_at);
-        let id = lead.id.to_string();
-        let mut tx = self.pool.begin().await?;
-        if let Some(window) = dedupe_window {
-            // Claims the fingerprint unless a lead within the window holds it.
-            // Concurrent twins serialise on the primary key: one wins, one is
-            // the duplicate.
-            let won = sqlx::query(self.sql(
-                "INSERT INTO lead_fingerprints (org, fingerprint, lead_id, received_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (org, fingerprint) DO UPDATE \
-                   SET lead_id = excluded.lead_id, received_at = excluded.received_at \
-                   WHERE lead_fingerprints.received_at < $5 \
-                 RETURNING lead_id",
-            ))
-            .bind(lead.org.as_str())
-            .bind(&lead.fingerprint)
-            .bind(&id)
-            .bind(now)
-            .bind(to_millis(lead.received_at - window))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if won.is_none() {
-                let original: String = sqlx::query_scalar(self.sql(
-                    "SELECT lead_id FROM lead_fingerprints WHERE org = $1 AND fingerprint = $2",
-                ))
-                .bind(lead.org.as_str())
-                .bind(&lead.fingerprint)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.rollback().await?;
-                return Ok(Inserted::Duplicate {
-                    original: parse_id(&original)?,
-                });
-            }
-        }
-        sqlx::query(self.sql(
-            "INSERT INTO leads (id, org, received_at, request_id, is_test, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        ))
-        .bind(&id)
-        .bind(lead.org.as_str())
-        .bind(now)
-        .bind(&lead.request_id)
-        .bind(i64::from(lead.is_test))
-        .bind(&lead.payload)
-        .execute(&mut *tx)
-        .await?;
-        for dest in &lead.destinations {
-            sqlx::query(self.sql(
-                "INSERT INTO deliveries (id, lead_id, org, destination, status, record_id, \
-                   retry_started_at, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6, $6, $6)",
-            ))
-            .bind(DeliveryId::generate().to_string())
-            .bind(&id)
-            .bind(lead.org.as_str())
-            .bind(dest.as_str())
-            .bind(RecordId::generate().to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Inserted::New)
+    ) -> Result<Vec<Inserted>, StoreError> {
+        SqlStore::insert_leads(self, leads, dedupe_window).await
     }
 
     async fn claim_due(
