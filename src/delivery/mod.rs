@@ -7,6 +7,7 @@ mod attempt;
 mod blocking;
 mod concurrency;
 mod fit;
+mod lease;
 mod metadata;
 mod org;
 mod retry;
@@ -29,6 +30,7 @@ use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, Store};
 
 use attempt::{Completed, Decision, Sent};
 use concurrency::Slot;
+use lease::LeaseTimes;
 pub use org::{OrgRuntime, Organizations};
 use retry::RetryPolicy;
 
@@ -81,8 +83,9 @@ impl Deps {
     }
 }
 
-/// A claimed delivery ready to run: its organization (if still configured)
-/// and the concurrency slot it holds until the attempt ends.
+/// A claimed delivery ready to run: its organization (if still configured),
+/// the concurrency slot it holds until the attempt ends, and when its lease
+/// began.
 struct Job {
     delivery: ClaimedDelivery,
     org: Option<Arc<OrgRuntime>>,
@@ -90,6 +93,7 @@ struct Job {
     /// Claimed past its organization's block, to find out whether the
     /// cause is gone.
     probe: bool,
+    claimed_at: tokio::time::Instant,
 }
 
 pub(crate) struct Worker {
@@ -210,6 +214,8 @@ impl Worker {
 
     /// One delivery of each blocked organization whose probe is due.
     async fn probes(&self) -> Vec<Job> {
+        // Before the lease's start: it can only end later than this says.
+        let claimed_at = tokio::time::Instant::now();
         let now = OffsetDateTime::now_utc();
         let next = retry::later(now, self.deps.settings.block_probe_interval);
         let claimed = match self
@@ -241,6 +247,7 @@ impl Worker {
                 org,
                 _slot: slot,
                 probe: true,
+                claimed_at,
             });
         }
         jobs
@@ -263,6 +270,8 @@ impl Worker {
             .map(|o| o.name().clone())
             .collect();
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        // Before the claim is sent: the lease can only end later than this says.
+        let claimed_at = tokio::time::Instant::now();
         let claimed = match self
             .deps
             .store
@@ -304,6 +313,7 @@ impl Worker {
                 org,
                 _slot: slot,
                 probe: false,
+                claimed_at,
             });
         }
         (jobs, full_batch)
@@ -338,7 +348,7 @@ fn forget(
     }
 }
 
-/// Attempt, observe, classify, record.
+/// Attempt (keeping the lease meanwhile), observe, classify, record.
 #[tracing::instrument(
     name = "delivery",
     skip_all,
@@ -354,7 +364,18 @@ fn forget(
 async fn process(deps: &Deps, job: Job) {
     let d = &job.delivery;
     let started = Instant::now();
-    let completed = attempt::run(deps, job.org.as_deref(), d).await;
+    let attempt = attempt::run(deps, job.org.as_deref(), d);
+    let times = LeaseTimes::new(&deps.settings);
+    let completed = match lease::hold(deps.store.as_ref(), d, times, job.claimed_at, attempt).await
+    {
+        Ok(completed) => completed,
+        Err(lost) => {
+            // Nothing to record: the delivery is another worker's now, or
+            // will be once the lease runs out.
+            tracing::warn!(reason = %lost, "attempt stopped: its lease is lost");
+            return;
+        }
+    };
     if let Some(org) = &job.org {
         observe(deps, org, d, &completed).await;
         blocking::observe(deps, d, job.probe, &completed).await;

@@ -29,7 +29,7 @@ const FAST: &str = "org_requests_per_minute = 600000";
 fn crash_test_config() -> TestConfig {
     TestConfig {
         lease: "2s",
-        delivery_toml: FAST.into(),
+        delivery_toml: format!("{FAST}\nlease_renewal = \"500ms\""),
         max_attempts: 1000,
         ..TestConfig::json_logs()
     }
