@@ -7,6 +7,7 @@ mod attempt;
 mod blocking;
 mod concurrency;
 mod fit;
+mod health;
 mod in_flight;
 mod lease;
 mod metadata;
@@ -30,6 +31,7 @@ use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, Store};
 
 use attempt::{Completed, Decision, Sent};
 use concurrency::Slot;
+pub use health::{WorkerHealth, supervise};
 use in_flight::InFlight;
 use lease::LeaseTimes;
 pub use org::{OrgRuntime, Organizations};
