@@ -88,6 +88,19 @@ impl Application {
         store
             .probe_blocks_now(time::OffsetDateTime::now_utc())
             .await?;
+        if store::single_process(&settings.store.url) {
+            // One process per SQLite file: a claim found now was left by a
+            // process that died, so its deliveries are due at once instead of
+            // when the lease runs out. (On PostgreSQL other replicas hold live
+            // claims; a dead one's expire after `delivery.lease`.)
+            let released = store.release_all_claims().await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "handed back the deliveries a previous process had claimed"
+                );
+            }
+        }
         let http = outbound::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
