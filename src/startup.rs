@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Settings, redact_url_password};
-use crate::delivery::{Deps, Organizations, Worker};
+use crate::delivery::{self, Deps, Organizations, Worker, WorkerHealth};
 use crate::housekeeping::{self, Retention};
 use crate::intake::{self, AuthFailures, EndpointSecrets, Intake};
 use crate::mapping::MappingError;
@@ -34,6 +34,15 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
 }
 
+/// The service stopped because its delivery worker did: what
+/// [`Application::run_until_stopped`] returns then, so that `serve` exits
+/// non-zero and gets restarted.
+#[derive(Debug, thiserror::Error)]
+#[error("the delivery worker stopped: {reason}")]
+pub struct WorkerStopped {
+    pub reason: String,
+}
+
 /// Who drives the delivery worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerMode {
@@ -55,6 +64,7 @@ pub struct Application {
     tasks: Vec<JoinHandle<()>>,
     /// Set in [`WorkerMode::Manual`].
     worker: Option<Worker>,
+    worker_health: WorkerHealth,
 }
 
 impl Application {
@@ -78,9 +88,23 @@ impl Application {
         store
             .probe_blocks_now(time::OffsetDateTime::now_utc())
             .await?;
+        if store::single_process(&settings.store.url) {
+            // One process per SQLite file: a claim found now was left by a
+            // process that died, so its deliveries are due at once instead of
+            // when the lease runs out. (On PostgreSQL other replicas hold live
+            // claims; a dead one's expire after `delivery.lease`.)
+            let released = store.release_all_claims().await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "handed back the deliveries a previous process had claimed"
+                );
+            }
+        }
         let http = outbound::build(settings.delivery.request_timeout)?;
         let wake = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
+        let worker_health = WorkerHealth::default();
 
         let worker = Worker::new(
             Deps::new(
@@ -104,6 +128,7 @@ impl Application {
             store: Arc::clone(&store),
             organizations: Arc::clone(&organizations),
             metrics: metrics.clone(),
+            worker: worker_health.clone(),
         });
 
         let (listener, addr) = bind(settings.server.listen).await?;
@@ -139,7 +164,12 @@ impl Application {
         ];
         let worker = match mode {
             WorkerMode::Background => {
-                tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+                let running = tokio::spawn(worker.run(shutdown.clone()));
+                tasks.push(tokio::spawn(delivery::supervise(
+                    running,
+                    worker_health.clone(),
+                    shutdown.clone(),
+                )));
                 None
             }
             WorkerMode::Manual => Some(worker),
@@ -171,6 +201,7 @@ impl Application {
             shutdown,
             tasks,
             worker,
+            worker_health,
         })
     }
 
@@ -212,20 +243,39 @@ impl Application {
         self.shutdown.clone()
     }
 
-    pub async fn run_until_stopped(self) {
-        let mut tasks = self.tasks.into_iter();
-        if let Some(server) = tasks.next() {
-            let _ = server.await;
-        }
-        self.shutdown.cancel();
-        for task in tasks {
-            let _ = task.await;
-        }
+    /// Runs until a shutdown (the token, or the delivery worker stopping on
+    /// its own); `Err` when the worker stopped.
+    pub async fn run_until_stopped(self) -> Result<(), WorkerStopped> {
+        wait_for_tasks(self.tasks, &self.shutdown, &self.worker_health).await
     }
 
+    /// Stops the service and waits for it. A worker that had stopped on
+    /// its own before was logged by its supervisor; `serve` learns it from
+    /// [`Application::run_until_stopped`].
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.run_until_stopped().await;
+        let _ = self.run_until_stopped().await;
+    }
+}
+
+/// Waits for the public listener (the first task), which ends on a
+/// shutdown; then cancels `shutdown` for the rest and waits for them.
+async fn wait_for_tasks(
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: &CancellationToken,
+    worker: &WorkerHealth,
+) -> Result<(), WorkerStopped> {
+    let mut tasks = tasks.into_iter();
+    if let Some(server) = tasks.next() {
+        let _ = server.await;
+    }
+    shutdown.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    match worker.failure() {
+        None => Ok(()),
+        Some(reason) => Err(WorkerStopped { reason }),
     }
 }
 
@@ -238,4 +288,49 @@ async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr),
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     Ok((listener, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker that dies takes the whole service down, with its reason.
+    #[tokio::test]
+    async fn a_dying_worker_stops_the_service_with_an_error() {
+        let shutdown = CancellationToken::new();
+        let health = WorkerHealth::default();
+        let listener = tokio::spawn(shutdown.clone().cancelled_owned());
+        let worker = tokio::spawn(async { panic!("out of memory for leads") });
+        let tasks = vec![
+            listener,
+            tokio::spawn(delivery::supervise(
+                worker,
+                health.clone(),
+                shutdown.clone(),
+            )),
+        ];
+        let stopped = wait_for_tasks(tasks, &shutdown, &health).await;
+        assert_eq!(
+            stopped.map_err(|e| e.to_string()),
+            Err("the delivery worker stopped: panicked: out of memory for leads".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_is_no_error() {
+        let shutdown = CancellationToken::new();
+        let health = WorkerHealth::default();
+        let token = shutdown.clone();
+        let worker = tokio::spawn(async move { token.cancelled().await });
+        let tasks = vec![
+            tokio::spawn(shutdown.clone().cancelled_owned()),
+            tokio::spawn(delivery::supervise(
+                worker,
+                health.clone(),
+                shutdown.clone(),
+            )),
+        ];
+        shutdown.cancel();
+        assert!(wait_for_tasks(tasks, &shutdown, &health).await.is_ok());
+    }
 }

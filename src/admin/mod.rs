@@ -26,7 +26,7 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::config::Settings;
-use crate::delivery::Organizations;
+use crate::delivery::{Organizations, WorkerHealth};
 use crate::lead::OrgName;
 use crate::store::Store;
 
@@ -40,6 +40,8 @@ pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub organizations: Arc<Organizations>,
     pub metrics: PrometheusHandle,
+    /// Whether the delivery worker still runs.
+    pub worker: WorkerHealth,
 }
 
 /// Everything the admin listener serves, with JSON bodies for every error.
@@ -131,7 +133,7 @@ async fn ready(state: &AdminState) -> Response {
         .filter(|org| state.organizations.get(org).is_none())
         .cloned()
         .collect();
-    let (status, mut body) = readiness(ping, &missing);
+    let (status, mut body) = readiness(ping, &missing, state.worker.failure().as_deref());
     // Blocked organizations leave the pod ready: it must keep accepting
     // leads (they wait in the store), but the reason is there to read.
     if let Ok(Ok(blocks)) = tokio::time::timeout(STORE_TIMEOUT, state.store.blocks()).await
@@ -145,10 +147,17 @@ async fn ready(state: &AdminState) -> Response {
     json_reply(status, &body)
 }
 
-/// The readiness answer for a store ping and the organizations whose
-/// mapping is not loaded.
-fn readiness(ping: Result<(), String>, missing_mappings: &[OrgName]) -> (StatusCode, Value) {
+/// The readiness answer for a store ping, the organizations whose mapping
+/// is not loaded and why the delivery worker stopped, if it did.
+fn readiness(
+    ping: Result<(), String>,
+    missing_mappings: &[OrgName],
+    worker_stopped: Option<&str>,
+) -> (StatusCode, Value) {
     let mut reasons = Vec::new();
+    if let Some(reason) = worker_stopped {
+        reasons.push(format!("delivery worker stopped: {reason}"));
+    }
     if let Err(e) = ping {
         reasons.push(format!("store: {e}"));
     }
@@ -241,19 +250,30 @@ mod tests {
 
     #[test]
     fn ready_only_with_a_store_and_every_mapping() {
-        let (status, body) = readiness(Ok(()), &[]);
+        let (status, body) = readiness(Ok(()), &[], None);
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, json!({"status": "ready"}));
 
         let (status, body) = readiness(
             Err(StoreError::Corrupt("disk gone".into()).to_string()),
             &[OrgName::parse("fabrikam").unwrap()],
+            None,
         );
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["status"], "not_ready");
         assert_eq!(
             body["reason"],
             "store: store data is corrupt: disk gone; no mapping loaded for fabrikam"
+        );
+    }
+
+    #[test]
+    fn not_ready_once_the_delivery_worker_stopped() {
+        let (status, body) = readiness(Ok(()), &[], Some("panicked: boom"));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            json!({"status": "not_ready", "reason": "delivery worker stopped: panicked: boom"})
         );
     }
 }

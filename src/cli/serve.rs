@@ -39,7 +39,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
             shutdown.cancel();
         });
-        app.run_until_stopped().await;
+        if let Err(stopped) = app.run_until_stopped().await {
+            // Exiting non-zero gets the process restarted (Kubernetes).
+            tracing::error!(
+                target: LOG_TARGET,
+                reason = %stopped.reason,
+                "stopped because the delivery worker stopped; exiting with an error"
+            );
+            return Err(stopped.into());
+        }
         Ok(())
     })
 }

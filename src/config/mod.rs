@@ -171,10 +171,22 @@ pub struct DeliverySettings {
     /// Timeout of one call to Entra ID or Dataverse.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// How long a claimed delivery stays reserved for its worker; after a
-    /// crash, another worker takes it over when this expires.
+    /// How long a claimed delivery stays reserved for its worker without a
+    /// renewal. The worker renews it every `lease_renewal` while the attempt
+    /// runs, so this is not a bound on an attempt's length; it is how long
+    /// the deliveries of a process that died (SIGKILL, a lost node) wait
+    /// before another replica takes them over. (On SQLite, `serve` hands
+    /// every claim back at start: only a dead process can have left one.)
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// How often a running attempt renews its lease. At least three fit in
+    /// a `lease` (checked at load): a renewal that fails (the store hiccups)
+    /// is retried before the lease ends, and an attempt whose lease could
+    /// not be renewed stops `lease_renewal` before the lease ends, which
+    /// leaves that much room for replicas' clocks to disagree and for the
+    /// attempt to stop before another worker could claim the delivery.
+    #[serde(with = "humantime_serde")]
+    pub lease_renewal: Duration,
     /// On SIGTERM, how long deliveries in flight may take before they are
     /// handed back to the queue.
     #[serde(with = "humantime_serde")]
@@ -199,7 +211,8 @@ impl Default for DeliverySettings {
             retry_for: Duration::from_secs(72 * 3600),
             destinations: BTreeMap::new(),
             request_timeout: Duration::from_secs(30),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(30),
+            lease_renewal: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             block_probe_interval: Duration::from_secs(60),
         }

@@ -59,6 +59,24 @@ fn defaults_fill_what_the_file_leaves_out() {
 }
 
 #[test]
+fn a_lease_must_hold_three_renewals() {
+    let s = load(DRY, &[]).unwrap();
+    assert_eq!(s.delivery.lease, Duration::from_secs(30));
+    assert_eq!(s.delivery.lease_renewal, Duration::from_secs(10));
+    let with = |lease: &str, renewal: &str| {
+        format!("[delivery]\nlease = \"{lease}\"\nlease_renewal = \"{renewal}\"\n{DRY}")
+    };
+    assert!(load(&with("3s", "1s"), &[]).is_ok());
+    for (lease, renewal) in [("20s", "10s"), ("30s", "0s")] {
+        let p = problems(&with(lease, renewal));
+        assert!(
+            p.iter().any(|i| i.key == "delivery.lease_renewal"),
+            "{lease}/{renewal}: {p:?}"
+        );
+    }
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let s = load(
         DRY,

@@ -129,6 +129,16 @@ impl RawSettings {
                 "request_timeout, poll_interval, lease and block_probe_interval must be > 0".into(),
             );
         }
+        // See `DeliverySettings::lease_renewal` for why three renewals.
+        if d.lease_renewal.is_zero() || d.lease < d.lease_renewal.saturating_mul(3) {
+            issue(
+                "delivery.lease_renewal".into(),
+                format!(
+                    "must be > 0 and at most a third of delivery.lease ({:?})",
+                    d.lease
+                ),
+            );
+        }
         let admin = self.admin.validate(&mut issue);
         if self.organizations.is_empty() {
             issue(

@@ -7,6 +7,9 @@ mod attempt;
 mod blocking;
 mod concurrency;
 mod fit;
+mod health;
+mod in_flight;
+mod lease;
 mod metadata;
 mod org;
 mod retry;
@@ -17,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenProvider;
@@ -29,6 +31,9 @@ use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, Store};
 
 use attempt::{Completed, Decision, Sent};
 use concurrency::Slot;
+pub use health::{WorkerHealth, supervise};
+use in_flight::InFlight;
+use lease::LeaseTimes;
 pub use org::{OrgRuntime, Organizations};
 use retry::RetryPolicy;
 
@@ -81,8 +86,9 @@ impl Deps {
     }
 }
 
-/// A claimed delivery ready to run: its organization (if still configured)
-/// and the concurrency slot it holds until the attempt ends.
+/// A claimed delivery ready to run: its organization (if still configured),
+/// the concurrency slot it holds until the attempt ends, and when its lease
+/// began.
 struct Job {
     delivery: ClaimedDelivery,
     org: Option<Arc<OrgRuntime>>,
@@ -90,6 +96,7 @@ struct Job {
     /// Claimed past its organization's block, to find out whether the
     /// cause is gone.
     probe: bool,
+    claimed_at: tokio::time::Instant,
 }
 
 pub(crate) struct Worker {
@@ -111,15 +118,23 @@ impl Worker {
     /// deliveries it claimed, so that a caller can repeat until the queue has
     /// nothing due.
     pub(crate) async fn run_once(&self) -> usize {
-        let mut in_flight = JoinSet::new();
+        let mut in_flight = InFlight::default();
         let (jobs, _) = self.claim(self.deps.settings.concurrency).await;
         let claimed = jobs.len();
         for job in jobs {
-            let deps = Arc::clone(&self.deps);
-            in_flight.spawn(async move { process(&deps, job).await });
+            self.start(&mut in_flight, job);
         }
-        while in_flight.join_next().await.is_some() {}
+        while let Some(done) = in_flight.next_done().await {
+            in_flight.settle(&self.deps, done).await;
+        }
         claimed
+    }
+
+    fn start(&self, in_flight: &mut InFlight, job: Job) {
+        let deps = Arc::clone(&self.deps);
+        in_flight.spawn(job.delivery.clone(), async move {
+            process(&deps, job).await;
+        });
     }
 
     /// Runs until `shutdown`; then gives attempts in flight `shutdown_grace`
@@ -136,16 +151,12 @@ impl Worker {
         {
             tracing::warn!(error = %e, "cannot reschedule the probes of blocked organizations");
         }
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        let mut claimed_by_task: HashMap<tokio::task::Id, ClaimedDelivery> = HashMap::new();
+        let mut in_flight = InFlight::default();
         loop {
             let free = settings.concurrency.saturating_sub(in_flight.len());
             let (jobs, got_full_batch) = self.claim(free).await;
             for job in jobs {
-                let deps = Arc::clone(&self.deps);
-                let delivery = job.delivery.clone();
-                let handle = in_flight.spawn(async move { process(&deps, job).await });
-                claimed_by_task.insert(handle.id(), delivery);
+                self.start(&mut in_flight, job);
             }
             if got_full_batch && in_flight.len() < settings.concurrency {
                 continue;
@@ -160,8 +171,8 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
-                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                    forget(&mut claimed_by_task, done);
+                Some(done) = in_flight.next_done(), if !in_flight.is_empty() => {
+                    in_flight.settle(&self.deps, done).await;
                 }
             }
         }
@@ -175,24 +186,16 @@ impl Worker {
                     in_flight.abort_all();
                     break;
                 }
-                Some(done) = in_flight.join_next_with_id() => forget(&mut claimed_by_task, done),
+                Some(done) = in_flight.next_done() => in_flight.settle(&self.deps, done).await,
             }
         }
-        while let Some(done) = in_flight.join_next_with_id().await {
-            forget(&mut claimed_by_task, done);
+        while let Some(done) = in_flight.next_done().await {
+            in_flight.settle(&self.deps, done).await;
         }
         // Cut off mid-attempt: hand back now rather than wait for the lease.
-        // A create that did reach Dataverse is caught by the record id.
-        for d in claimed_by_task.values() {
-            if let Err(e) = self.deps.store.release(d, None).await {
-                tracing::warn!(delivery_id = %d.id, error = %e, "cannot release; its lease will expire");
-            }
-        }
-        if !claimed_by_task.is_empty() {
-            tracing::info!(
-                released = claimed_by_task.len(),
-                "handed unfinished deliveries back to the queue"
-            );
+        let released = in_flight.release_cut_off(self.deps.store.as_ref()).await;
+        if released > 0 {
+            tracing::info!(released, "handed unfinished deliveries back to the queue");
         }
     }
 
@@ -210,6 +213,8 @@ impl Worker {
 
     /// One delivery of each blocked organization whose probe is due.
     async fn probes(&self) -> Vec<Job> {
+        // Before the lease's start: it can only end later than this says.
+        let claimed_at = tokio::time::Instant::now();
         let now = OffsetDateTime::now_utc();
         let next = retry::later(now, self.deps.settings.block_probe_interval);
         let claimed = match self
@@ -241,6 +246,7 @@ impl Worker {
                 org,
                 _slot: slot,
                 probe: true,
+                claimed_at,
             });
         }
         jobs
@@ -263,6 +269,8 @@ impl Worker {
             .map(|o| o.name().clone())
             .collect();
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        // Before the claim is sent: the lease can only end later than this says.
+        let claimed_at = tokio::time::Instant::now();
         let claimed = match self
             .deps
             .store
@@ -304,6 +312,7 @@ impl Worker {
                 org,
                 _slot: slot,
                 probe: false,
+                claimed_at,
             });
         }
         (jobs, full_batch)
@@ -320,41 +329,35 @@ impl Worker {
     }
 }
 
-/// A finished task's delivery needs no release; an aborted one does.
-fn forget(
-    claimed: &mut HashMap<tokio::task::Id, ClaimedDelivery>,
-    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-) {
-    match done {
-        Ok((id, ())) => {
-            claimed.remove(&id);
-        }
-        Err(e) if e.is_panic() => {
-            // The lease expires and the delivery is tried again.
-            tracing::error!(error = %e, "delivery task panicked");
-            claimed.remove(&e.id());
-        }
-        Err(_) => {}
-    }
+/// The span of one delivery's attempt: its log lines carry these fields.
+fn delivery_span(d: &ClaimedDelivery) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        lead_id = %d.lead_id,
+        delivery_id = %d.id,
+        request_id = %d.request_id,
+        org = %d.org,
+        destination = d.destination.as_str(),
+        attempt = d.attempts.saturating_add(1),
+    )
 }
 
-/// Attempt, observe, classify, record.
-#[tracing::instrument(
-    name = "delivery",
-    skip_all,
-    fields(
-        lead_id = %job.delivery.lead_id,
-        delivery_id = %job.delivery.id,
-        request_id = %job.delivery.request_id,
-        org = %job.delivery.org,
-        destination = job.delivery.destination.as_str(),
-        attempt = job.delivery.attempts.saturating_add(1),
-    )
-)]
+/// Attempt (keeping the lease meanwhile), observe, classify, record.
 async fn process(deps: &Deps, job: Job) {
     let d = &job.delivery;
     let started = Instant::now();
-    let completed = attempt::run(deps, job.org.as_deref(), d).await;
+    let attempt = attempt::run(deps, job.org.as_deref(), d);
+    let times = LeaseTimes::new(&deps.settings);
+    let completed = match lease::hold(deps.store.as_ref(), d, times, job.claimed_at, attempt).await
+    {
+        Ok(completed) => completed,
+        Err(lost) => {
+            // Nothing to record: the delivery is another worker's now, or
+            // will be once the lease runs out.
+            tracing::warn!(reason = %lost, "attempt stopped: its lease is lost");
+            return;
+        }
+    };
     if let Some(org) = &job.org {
         observe(deps, org, d, &completed).await;
         blocking::observe(deps, d, job.probe, &completed).await;

@@ -286,6 +286,23 @@ pub trait Store: Send + Sync + 'static {
         due: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
 
+    /// Extends a claim still held under `delivery.lease_token` to `now + lease`.
+    /// Returns `false` when the claim is gone (recorded, released, or taken
+    /// over by another worker after it expired): the attempt must stop.
+    async fn renew_lease(
+        &self,
+        delivery: &ClaimedDelivery,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Hands every claim back to the queue, due as they were; returns how many.
+    /// Only for a store no other process can be working on: the single-writer
+    /// SQLite store when `serve` opens it, where any claim left is a dead
+    /// process's (see [`single_process`]). Never on a shared PostgreSQL
+    /// database, where other replicas hold live claims.
+    async fn release_all_claims(&self) -> Result<u64, StoreError>;
+
     /// Pauses an organization's queue for a destination until `until`
     /// (Retry-After); a later pause never shortens an earlier one.
     async fn pause(
@@ -397,6 +414,18 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store named by `store.url`, creating and migrating it as needed.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+/// Whether the store at `url` serves one process only (SQLite): at start,
+/// nothing in it can legitimately be claimed.
+pub fn single_process(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// When a lease taken at `now` ends; saturating, so that an absurd lease
+/// cannot overflow the clock.
+pub(crate) fn lease_end(now: OffsetDateTime, lease: Duration) -> OffsetDateTime {
+    now.saturating_add(time::Duration::try_from(lease).unwrap_or(time::Duration::MAX))
 }
 
 pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use super::{
     AttemptOutcome, AttemptView, Block, ClaimedDelivery, DeliveryFilter, DeliveryStatus,
     DeliveryView, Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store,
-    StoreError, Unpaused, from_millis, to_millis,
+    StoreError, Unpaused, from_millis, lease_end, single_process, to_millis,
 };
 use crate::ids::{DeliveryId, LeadId, LeaseToken};
 use crate::lead::OrgName;
@@ -42,7 +42,7 @@ pub struct SqlStore {
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        if url.starts_with("sqlite:") {
+        if single_process(url) {
             let url = sqlite_url(url)?;
             let pool = AnyPoolOptions::new()
                 .max_connections(4)
@@ -160,7 +160,7 @@ impl Store for SqlStore {
         let now_ms = to_millis(now);
         sqlx::query(self.sql(claim))
             .bind(&token)
-            .bind(to_millis(now + lease))
+            .bind(to_millis(lease_end(now, lease)))
             .bind(now_ms)
             .bind(org_list(skip_orgs))
             .bind(i64::from(limit))
@@ -273,6 +273,36 @@ impl Store for SqlStore {
         }
         query.execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn renew_lease(
+        &self,
+        delivery: &ClaimedDelivery,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        // The token alone decides: a claim by another worker replaces it in
+        // the same row, so a renewal can never extend someone else's lease.
+        let updated = sqlx::query(
+            self.sql("UPDATE deliveries SET lease_until = $1 WHERE id = $2 AND lease_token = $3"),
+        )
+        .bind(to_millis(lease_end(now, lease)))
+        .bind(delivery.id.to_string())
+        .bind(delivery.lease_token.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE deliveries SET lease_token = NULL, lease_until = NULL \
+             WHERE lease_token IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     async fn pause(

@@ -1,7 +1,7 @@
 //! A lead answered 2xx reaches Dynamics exactly once, or waits in the
 //! dead-letter list — through throttling, failures, crashes and replicas.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use leadbridge::store::DeliveryStatus;
@@ -22,17 +22,69 @@ async fn mount_fake(server: &MockServer, plan: Plan, latency: Duration) -> FakeD
 /// No request-rate ceiling in the way of crash tests.
 const FAST: &str = "org_requests_per_minute = 600000";
 
-/// For the tests that kill processes: short leases, so a dead process's
-/// deliveries are taken over quickly, and no attempt cap, like the product
-/// default (72 h of retries) — the harness's 5 would dead-letter the unlucky
-/// lead that meets the fake's 503 five times.
+/// For the tests that kill processes: the product's lease and renewal
+/// (30 s, 10 s), room for many attempts in flight so that a kill finds
+/// deliveries claimed, and no attempt cap, like the product default (72 h
+/// of retries) — the harness's 5 would dead-letter the unlucky lead that
+/// meets the fake's 503 five times.
 fn crash_test_config() -> TestConfig {
     TestConfig {
-        lease: "2s",
-        delivery_toml: FAST.into(),
+        concurrency: 16,
+        delivery_toml: format!("{FAST}\norg_concurrency = 16"),
         max_attempts: 1000,
         ..TestConfig::json_logs()
     }
+}
+
+/// What a dead process had claimed is delivered within this of a restart
+/// (SQLite) or of its death while another replica lives (PostgreSQL).
+const RECOVERY: Duration = Duration::from_secs(60);
+
+/// Deliveries claimed at this moment, read behind the processes' backs.
+async fn claimed_now(t: &TestApp) -> i64 {
+    let pool = t.db().await;
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE lease_token IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    n
+}
+
+/// Waits until every lead in the store is delivered (those answered 2xx and
+/// those stored just before a kill cut the answer off), within `within`.
+async fn wait_all_delivered(t: &TestApp, within: Duration) {
+    let deadline = Instant::now() + within;
+    let pool = t.db().await;
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status <> 'delivered'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} deliveries not delivered within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+}
+
+/// Every lead answered 2xx exists exactly once, and the fake holds one
+/// record per lead in the store: nothing lost, nothing doubled.
+async fn assert_each_lead_once(t: &TestApp, fake: &FakeDataverse, accepted: &HashSet<String>) {
+    assert_exactly_once(fake, accepted);
+    let records = i64::try_from(fake.record_count()).unwrap();
+    assert_eq!(
+        records,
+        t.count("leads").await,
+        "one record per stored lead"
+    );
 }
 
 /// Waits until every email has a record in the fake; on failure shows what
@@ -223,10 +275,11 @@ async fn a_permanent_400_dead_letters_then_a_fixed_mapping_is_replayed() {
 async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
     let t = TestApp::prepare(crash_test_config()).await;
     mount_token(&t.entra, "token-1").await;
+    // Creates take a while: every kill finds deliveries claimed, mid-request.
     let fake = mount_fake(
         &t.dataverse,
         Plan::Flaky { every: 4 },
-        Duration::from_millis(30),
+        Duration::from_millis(300),
     )
     .await;
     let http = reqwest::Client::builder()
@@ -234,10 +287,11 @@ async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
         .build()
         .unwrap();
     let mut accepted = HashSet::new();
+    let mut held_at_kills = 0;
     let mut n = 0;
-    for cycle in 0..6 {
+    for cycle in 0..4 {
         let mut p = Served::start(&t.config_path).await;
-        let run_for = Duration::from_millis(300 + 150 * (cycle % 3));
+        let run_for = Duration::from_millis(400 + 200 * (cycle % 2));
         let started = Instant::now();
         while started.elapsed() < run_for {
             n += 1;
@@ -249,47 +303,107 @@ async fn sigkill_while_leads_flow_loses_and_doubles_nothing() {
             {
                 accepted.insert(email_n(n));
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         p.kill();
+        held_at_kills += claimed_now(&t).await;
     }
     assert!(accepted.len() > 20, "leads flowed: {}", accepted.len());
+    assert!(held_at_kills > 0, "the kills found deliveries claimed");
+    // With the default lease: on SQLite the restart hands the dead
+    // processes' claims back at once; on PostgreSQL they expire.
+    let restarted = Instant::now();
     let _last = Served::start(&t.config_path).await;
-    wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
-    assert_exactly_once(&fake, &accepted);
+    wait_all_delivered(&t, RECOVERY.saturating_sub(restarted.elapsed())).await;
+    wait_all_created(&t, &fake, &accepted, Duration::from_secs(1)).await;
+    assert_each_lead_once(&t, &fake, &accepted).await;
 }
 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_database_one_killed_mid_run() {
-    if !is_postgres(&test_store_url(std::path::Path::new("/nonexistent")).await) {
-        eprintln!("skipped: two replicas need PostgreSQL (LEADBRIDGE_TEST_BACKEND=postgres)");
+    let Some(store_url) =
+        postgres_database("two_replicas_on_one_postgres_database_one_killed_mid_run").await
+    else {
         return;
-    }
-    let t = TestApp::prepare(crash_test_config()).await;
+    };
+    let t = TestApp::prepare(TestConfig {
+        store_url: Some(store_url),
+        ..crash_test_config()
+    })
+    .await;
     mount_token(&t.entra, "token-1").await;
     let fake = mount_fake(
         &t.dataverse,
         Plan::Flaky { every: 5 },
-        Duration::from_millis(80),
+        Duration::from_millis(500),
     )
     .await;
     let mut a = Served::start(&t.config_path).await;
     let b = Served::start(&t.config_path).await;
     let mut accepted = HashSet::new();
-    for n in 0..60 {
-        if n == 30 {
-            // Killed with deliveries in flight: the other replica takes them
-            // over when their leases expire.
-            a.kill();
-        }
-        let target = if n < 30 && n % 2 == 0 { &a } else { &b };
-        let r = target.post_lead(lead_n(n)).await;
+    for n in 0..30 {
+        let target = if n % 3 == 2 { &b } else { &a };
+        assert_eq!(target.post_lead(lead_n(n)).await.status(), 202);
+        accepted.insert(email_n(n));
+    }
+    // Killed with creates on the wire: the other replica takes its
+    // deliveries over once their (default, 30 s) leases run out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.kill();
+    let killed = Instant::now();
+    assert!(
+        claimed_now(&t).await > 0,
+        "deliveries were claimed at the kill"
+    );
+    for n in 30..60 {
+        assert_eq!(b.post_lead(lead_n(n)).await.status(), 202);
+        accepted.insert(email_n(n));
+    }
+    wait_all_delivered(&t, RECOVERY.saturating_sub(killed.elapsed())).await;
+    wait_all_created(&t, &fake, &accepted, Duration::from_secs(1)).await;
+    assert_each_lead_once(&t, &fake, &accepted).await;
+    drop(b);
+}
+
+#[tokio::test]
+async fn an_attempt_longer_than_its_lease_keeps_it_and_is_sent_once() {
+    // Every create outlasts the lease: without renewals the delivery would
+    // be claimed again (by the same worker, or the other replica on
+    // PostgreSQL) and sent a second time.
+    let t = TestApp::prepare(TestConfig {
+        lease: Some("3s"),
+        delivery_toml: r#"lease_renewal = "1s""#.into(),
+        request_timeout: "20s",
+        ..TestConfig::json_logs()
+    })
+    .await;
+    mount_token(&t.entra, "token-1").await;
+    let fake = mount_fake(&t.dataverse, Plan::AlwaysOk, Duration::from_secs(7)).await;
+    let replicas = if is_postgres(&t.store_url) { 2 } else { 1 };
+    let mut served = Vec::new();
+    for _ in 0..replicas {
+        served.push(Served::start(&t.config_path).await);
+    }
+    let mut accepted = HashSet::new();
+    for n in 0..3 {
+        let r = served[n % replicas].post_lead(lead_n(n)).await;
         assert_eq!(r.status(), 202);
         accepted.insert(email_n(n));
     }
-    wait_all_created(&t, &fake, &accepted, Duration::from_secs(60)).await;
-    assert_exactly_once(&fake, &accepted);
-    drop(b);
+    // The fake holds a record as soon as a create arrives; the outcome is
+    // recorded once its answer is back, 7 s later.
+    wait_all_delivered(&t, Duration::from_secs(30)).await;
+    let mut creates: HashMap<String, usize> = HashMap::new();
+    for body in t.create_bodies().await {
+        let id = body["leadid"].as_str().unwrap_or_default().to_owned();
+        *creates.entry(id).or_default() += 1;
+    }
+    assert_eq!(creates.len(), 3, "{creates:?}");
+    assert!(
+        creates.values().all(|&n| n == 1),
+        "one create request per delivery: {creates:?}"
+    );
+    assert_each_lead_once(&t, &fake, &accepted).await;
 }
 
 #[tokio::test]

@@ -76,7 +76,12 @@ pub struct TestConfig {
     pub delivery_toml: String,
     /// Extra `[server]` lines.
     pub server_toml: String,
-    pub lease: &'static str,
+    /// `[delivery] lease`; `None` leaves the product default (30 s).
+    pub lease: Option<&'static str>,
+    /// `[delivery] request_timeout` (2 s).
+    pub request_timeout: &'static str,
+    /// The store; `None`: [`test_store_url`] (the backend under test).
+    pub store_url: Option<String>,
     /// Extra lines at the end of `[organizations.contoso.auth]`, or new sections.
     pub extra_toml: String,
     /// Replaces the `client_secret = …` line of `[organizations.contoso.auth]`
@@ -99,7 +104,9 @@ impl Default for TestConfig {
             backoff: ("100ms", "400ms"),
             delivery_toml: String::new(),
             server_toml: String::new(),
-            lease: "30s",
+            lease: None,
+            request_timeout: "2s",
+            store_url: None,
             extra_toml: String::new(),
             credential: None,
             admin_token: Some(ADMIN_TOKEN.to_owned()),
@@ -166,6 +173,24 @@ pub async fn fresh_postgres_database(base: &str) -> String {
     format!("{prefix}/{name}")
 }
 
+/// A fresh PostgreSQL database for a test that needs PostgreSQL whatever
+/// the backend under test (several replicas): on
+/// `LEADBRIDGE_TEST_POSTGRES_URL`, which CI always sets. `None` (the test
+/// skips) only outside CI: under `CI=true` a missing PostgreSQL fails the
+/// test, so that CI never passes without running it.
+pub async fn postgres_database(test: &str) -> Option<String> {
+    match std::env::var("LEADBRIDGE_TEST_POSTGRES_URL") {
+        Ok(base) => Some(fresh_postgres_database(&base).await),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test} needs PostgreSQL: CI must set LEADBRIDGE_TEST_POSTGRES_URL")
+        }
+        Err(_) => {
+            eprintln!("{test} skipped: it needs PostgreSQL (LEADBRIDGE_TEST_POSTGRES_URL)");
+            None
+        }
+    }
+}
+
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres")
 }
@@ -186,7 +211,10 @@ impl Fakes {
         let entra = MockServer::start().await;
         let dataverse = MockServer::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let store_url = test_store_url(dir.path()).await;
+        let store_url = match &cfg.store_url {
+            Some(url) => url.clone(),
+            None => test_store_url(dir.path()).await,
+        };
         let config_path = dir.path().join("config.toml");
         let admin_token = cfg
             .admin_token
@@ -213,8 +241,8 @@ poll_interval = "50ms"
 max_attempts = {max_attempts}
 backoff_initial = "{backoff_initial}"
 backoff_max = "{backoff_max}"
-request_timeout = "2s"
-lease = "{lease}"
+request_timeout = "{request_timeout}"
+{lease}
 shutdown_grace = "2s"
 {delivery_extra}
 
@@ -240,7 +268,11 @@ client_id = "{CLIENT_ID}"
             backoff_max = cfg.backoff.1,
             delivery_extra = cfg.delivery_toml,
             server_extra = cfg.server_toml,
-            lease = cfg.lease,
+            request_timeout = cfg.request_timeout,
+            lease = cfg
+                .lease
+                .map(|l| format!("lease = \"{l}\""))
+                .unwrap_or_default(),
             log_format = cfg.log_format,
             dv = dataverse.uri(),
             dry_run = cfg.dry_run,

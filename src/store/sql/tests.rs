@@ -105,6 +105,70 @@ async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_expires() {
 }
 
 #[tokio::test]
+async fn a_renewed_lease_holds_and_a_lost_one_cannot_be_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, s) in stores(&dir).await {
+        let now = OffsetDateTime::now_utc();
+        s.insert_lead(&lead(now, "f1"), None).await.unwrap();
+        let first = s.claim_due(now, LEASE, 10, &[]).await.unwrap();
+        assert_eq!(first.len(), 1, "{name}");
+
+        // Renewed just before it ran out: still held a minute later.
+        let renewed_at = now + Duration::from_secs(50);
+        assert!(
+            s.renew_lease(&first[0], renewed_at, LEASE).await.unwrap(),
+            "{name}"
+        );
+        let after_first_lease = now + Duration::from_secs(61);
+        assert!(
+            s.claim_due(after_first_lease, LEASE, 10, &[])
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: the renewal holds the claim"
+        );
+
+        // Not renewed again: taken over, and the old holder cannot renew.
+        let expired = renewed_at + Duration::from_secs(61);
+        let again = s.claim_due(expired, LEASE, 10, &[]).await.unwrap();
+        assert_eq!(again.len(), 1, "{name}");
+        assert!(
+            !s.renew_lease(&first[0], expired, LEASE).await.unwrap(),
+            "{name}: a lost lease is not renewed"
+        );
+        assert!(
+            s.renew_lease(&again[0], expired, LEASE).await.unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn release_all_claims_makes_every_claim_due_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, s) in stores(&dir).await {
+        let now = OffsetDateTime::now_utc();
+        for n in 0..3 {
+            s.insert_lead(&lead(now, &format!("f{n}")), None)
+                .await
+                .unwrap();
+        }
+        let claimed = s.claim_due(now, LEASE, 2, &[]).await.unwrap();
+        assert_eq!(claimed.len(), 2, "{name}");
+        assert_eq!(s.release_all_claims().await.unwrap(), 2, "{name}");
+        assert_eq!(
+            s.claim_due(now, LEASE, 10, &[]).await.unwrap().len(),
+            3,
+            "{name}: at once, without waiting for the lease"
+        );
+        assert!(
+            !s.renew_lease(&claimed[0], now, LEASE).await.unwrap(),
+            "{name}: a released claim is gone"
+        );
+    }
+}
+
+#[tokio::test]
 async fn retries_wait_until_due_and_paused_orgs_and_skipped_orgs_are_not_claimed() {
     let dir = tempfile::tempdir().unwrap();
     for (name, s) in stores(&dir).await {
