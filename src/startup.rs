@@ -43,6 +43,9 @@ pub struct WorkerStopped {
     pub reason: String,
 }
 
+/// Transactions intake commits at once on PostgreSQL (SQLite has one writer).
+const POSTGRES_COMMITTERS: usize = 4;
+
 /// Who drives the delivery worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerMode {
@@ -116,7 +119,15 @@ impl Application {
             Arc::clone(&wake),
         );
         let intake = Arc::new(Intake {
-            leads: GroupCommit::start(Arc::clone(&store), dedupe_window(&settings)),
+            leads: GroupCommit::start(
+                Arc::clone(&store),
+                dedupe_window(&settings),
+                if store::single_process(&settings.store.url) {
+                    1
+                } else {
+                    POSTGRES_COMMITTERS
+                },
+            ),
             secrets: EndpointSecrets::new(settings.organizations.values()),
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,

@@ -4,14 +4,18 @@
 //! cost one fsync, not 32 in a row (SQLite has one writer; each commit is
 //! an fsync of the WAL).
 //!
-//! No lead waits for a batch to fill: the committer takes whatever is
-//! queued the moment the previous commit ends. If a batch fails, its leads
-//! are tried one by one, so that one bad lead cannot cost the others theirs.
+//! No lead waits for a batch to fill: a committer takes whatever is queued
+//! the moment its previous commit ends. If a batch fails, its leads are
+//! tried one by one, so that one bad lead cannot cost the others theirs.
+//!
+//! SQLite has one writer, so one committer; PostgreSQL takes several
+//! transactions at once, and there each batch's statements are round trips,
+//! so several committers share the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{Inserted, NewLead, Store, StoreError};
 
@@ -33,10 +37,21 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the committer task on the current runtime.
-    pub fn start(store: Arc<dyn Store>, dedupe_window: Option<Duration>) -> Self {
+    /// Starts `committers` committer tasks (at least one) on the current runtime.
+    pub fn start(
+        store: Arc<dyn Store>,
+        dedupe_window: Option<Duration>,
+        committers: usize,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(commit_batches(store, dedupe_window, rx));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(commit_batches(
+                Arc::clone(&store),
+                dedupe_window,
+                Arc::clone(&rx),
+            ));
+        }
         Self { queue }
     }
 
@@ -54,10 +69,15 @@ impl GroupCommit {
 async fn commit_batches(
     store: Arc<dyn Store>,
     dedupe_window: Option<Duration>,
-    mut rx: mpsc::Receiver<Pending>,
+    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        // The queue is held only while taking a batch, not while committing it.
+        let taken = rx.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if taken == 0 {
+            return;
+        }
         let leads: Vec<NewLead> = batch.iter().map(|p| p.lead.clone()).collect();
         match store.insert_leads(&leads, dedupe_window).await {
             Ok(results) if results.len() == batch.len() => {
@@ -116,7 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("lb.db").display());
         let store = crate::store::connect(&url).await.unwrap();
-        let commits = GroupCommit::start(Arc::clone(&store), Some(Duration::from_secs(60)));
+        let commits = GroupCommit::start(Arc::clone(&store), Some(Duration::from_secs(60)), 1);
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..100 {
             let commits = commits.clone();
