@@ -39,6 +39,10 @@ pub(super) struct RawOrganization {
     pub(super) endpoint_secrets: OneOrMany,
     pub(super) endpoint_secrets_file: Option<PathBuf>,
     pub(super) auth: Option<RawAuth>,
+    /// Lets `url` and `auth.authority_host` be plain `http://` (local fakes,
+    /// tests); off, both must be `https://`.
+    #[serde(default)]
+    pub(super) allow_http: bool,
 }
 
 #[derive(Deserialize)]

@@ -163,6 +163,41 @@ fn a_live_organization_refuses_the_shipped_placeholder_secret() {
 }
 
 #[test]
+fn organization_and_authority_urls_must_be_https_unless_allowed() {
+    let toml = |url: &str, authority: &str, allow: &str| {
+        format!(
+            "[organizations.contoso]\nurl = \"{url}\"\n{allow}\
+             endpoint_secrets = [\"0123456789abcdef\"]\n\
+             [organizations.contoso.auth]\nauthority_host = \"{authority}\"\n\
+             tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        )
+    };
+    for (url, authority, key) in [
+        (
+            "http://contoso.crm4.dynamics.com",
+            "https://login.microsoftonline.com",
+            "organizations.contoso.url",
+        ),
+        (
+            "https://contoso.crm4.dynamics.com",
+            "http://127.0.0.1:9",
+            "organizations.contoso.auth.authority_host",
+        ),
+    ] {
+        let p = problems(&toml(url, authority, ""));
+        assert!(
+            p.iter()
+                .any(|i| i.key == key && i.problem.contains("https://")),
+            "{key}: {p:#?}"
+        );
+        assert!(
+            load(&toml(url, authority, "allow_http = true\n"), &[]).is_ok(),
+            "{key}: allowed"
+        );
+    }
+}
+
+#[test]
 fn the_dedupe_window_cannot_outlast_retention() {
     let p = problems(&format!(
         "[server]\ndedupe_window = \"40days\"\n[store]\nretention = \"30days\"\n{DRY}"

@@ -243,6 +243,15 @@ impl RawOrganization {
         };
 
         let url = match self.url.as_deref().map(Url::parse) {
+            Some(Ok(u)) if u.scheme() == "http" && u.host().is_some() && !self.allow_http => {
+                issue(
+                    "url",
+                    "must be https:// (leads and tokens must not cross the network in clear text); \
+                     allow_http = true is for local fakes only"
+                        .into(),
+                );
+                None
+            }
             Some(Ok(u)) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Some(u),
             Some(_) => {
                 issue(
@@ -321,6 +330,16 @@ impl RawOrganization {
             }
         };
 
+        // A client secret or assertion sent in clear text is a secret given away.
+        if !self.allow_http
+            && let Some(app) = auth.as_ref().and_then(|a| a.app())
+            && app.authority_host.scheme() != "https"
+        {
+            issue(
+                "auth.authority_host",
+                "must be https://; allow_http = true is for local fakes only".into(),
+            );
+        }
         let mapping = resolve_mapping_path(self.mapping, name, base_dir);
         if issues.is_empty()
             && let Some(url) = url

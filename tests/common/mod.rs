@@ -251,6 +251,8 @@ format = "{log_format}"
 
 [organizations.contoso]
 url = "{dv}"
+# The fakes of Dataverse and Entra ID speak plain http.
+allow_http = true
 dry_run = {dry_run}
 mapping = "{mapping}"
 endpoint_secrets = ["{SECRET}", "{SECOND_SECRET}"]
