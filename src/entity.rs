@@ -22,6 +22,9 @@ pub struct Attribute {
     pub valid_for_create: bool,
     /// For `String` and `Memo` columns.
     pub max_length: Option<usize>,
+    /// For `String` columns, `FormatName`: `Text`, `Email`, `Phone`, `Url`,
+    /// `TextArea`, `RichText`, `Json` …
+    pub format: Option<String>,
     /// For `Picklist` columns.
     pub options: Option<Vec<OptionValue>>,
 }
@@ -35,6 +38,20 @@ pub struct OptionValue {
 impl Attribute {
     pub fn is_text(&self) -> bool {
         matches!(self.attribute_type.as_str(), "String" | "Memo")
+    }
+
+    /// Text that takes line breaks: Memo columns, and String columns
+    /// formatted as a text area, rich text or JSON.
+    pub fn is_multi_line(&self) -> bool {
+        self.attribute_type == "Memo"
+            || matches!(
+                self.format.as_deref(),
+                Some("TextArea" | "RichText" | "Json")
+            )
+    }
+
+    pub fn is_email(&self) -> bool {
+        self.format.as_deref() == Some("Email")
     }
 
     pub fn is_picklist(&self) -> bool {

@@ -58,6 +58,7 @@ pub fn parse_entity_metadata(
                     .and_then(Value::as_bool)
                     .unwrap_or(true),
                 max_length: None,
+                format: None,
                 options: None,
             },
         );
@@ -68,10 +69,13 @@ pub fn parse_entity_metadata(
             .get("MaxLength")
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok());
-        if let (Some(name), Some(max)) = (name, max)
-            && let Some(a) = attributes.get_mut(name)
-        {
-            a.max_length = Some(max);
+        let format = item
+            .pointer("/FormatName/Value")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(a) = name.and_then(|n| attributes.get_mut(n)) {
+            a.max_length = a.max_length.or(max);
+            a.format = a.format.take().or(format);
         }
     }
     for item in values(picklists)? {
@@ -120,7 +124,7 @@ fn values(v: &Value) -> Result<&Vec<Value>, String> {
 /// Picklist casts need `$expand=OptionSet` for their values.
 const ATTRIBUTE_QUERIES: [&str; 4] = [
     "Attributes?$select=LogicalName,AttributeType,IsValidForCreate",
-    "Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength",
+    "Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength,FormatName",
     "Attributes/Microsoft.Dynamics.CRM.MemoAttributeMetadata?$select=LogicalName,MaxLength",
     "Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)",
 ];

@@ -1,7 +1,8 @@
-//! Fitting a rendered record to the organization's real columns: values cut
-//! to their MaxLength, from column metadata cached per organization. Failing
-//! to get metadata leaves the record as rendered: a lead is never held up by
-//! it for more than one bounded fetch.
+//! Fitting a rendered record to the organization's real columns right
+//! before it is sent ([`crate::mapping::Fitted`]: single-line text, e-mail
+//! addresses that fit, MaxLength), from column metadata cached per
+//! organization. Failing to get metadata fits the record by the mapping
+//! alone: a lead is never held up by it for more than one bounded fetch.
 
 use super::Deps;
 use super::org::OrgRuntime;
@@ -27,15 +28,13 @@ pub(super) async fn to_columns(
                 e.to_string()
             })
     };
-    let Some(meta) = org
+    let meta = org
         .state
         .metadata
         .get_or_fetch(name, &record.entity_set, fetch)
-        .await
-    else {
-        return;
-    };
-    for cut in org.mapping.fit_to_limits(&mut record.body, &meta) {
+        .await;
+    let fitted = org.mapping.fit(&mut record.body, meta.as_deref());
+    for cut in &fitted.cuts {
         crate::metrics::value_truncated(name.as_str(), &cut.column);
         tracing::warn!(
             column = %cut.column,
@@ -44,5 +43,15 @@ pub(super) async fn to_columns(
             ellipsis = cut.ellipsis,
             "value longer than the Dataverse column allows; cut to its MaxLength"
         );
+    }
+    for moved in &fitted.moved_emails {
+        tracing::warn!(
+            column = %moved.column,
+            reason = %moved.reason,
+            "e-mail address kept out of its column (never cut); it is in the description"
+        );
+    }
+    if !fitted.flattened.is_empty() {
+        tracing::debug!(columns = ?fitted.flattened, "line breaks or control characters became spaces");
     }
 }

@@ -3,22 +3,11 @@
 //! Pure functions: the metadata is fetched elsewhere.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::template::Part;
 use super::{BIND_SUFFIX, FieldSpec, Mapping, Source, Transform, text};
 use crate::entity::{Attribute, EntityMetadata};
-
-/// A value that was cut to its column's MaxLength.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cut {
-    pub column: String,
-    /// UTF-16 units before the cut (as Dataverse counts).
-    pub length: usize,
-    pub max_length: usize,
-    /// The mapping's own truncate asked for an ellipsis.
-    pub ellipsis: bool,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,7 +71,7 @@ impl FieldSpec {
     }
 
     /// The ellipsis choice of the field's last truncate, if it has one.
-    fn truncate_ellipsis(&self) -> Option<bool> {
+    pub(super) fn truncate_ellipsis(&self) -> Option<bool> {
         self.transforms.iter().rev().find_map(|t| match t {
             Transform::Truncate { ellipsis, .. } => Some(*ellipsis),
             _ => None,
@@ -119,41 +108,6 @@ impl FieldSpec {
 }
 
 impl Mapping {
-    /// Cuts every string in `body` that is longer than its column's
-    /// MaxLength, keeping the field's own ellipsis choice if it has a
-    /// truncate transform (a plain cut otherwise). Returns what was cut.
-    pub(crate) fn fit_to_limits(
-        &self,
-        body: &mut Map<String, Value>,
-        meta: &EntityMetadata,
-    ) -> Vec<Cut> {
-        let mut cuts = Vec::new();
-        for (column, value) in body.iter_mut() {
-            let Value::String(s) = value else { continue };
-            let Some(max) = meta.max_length(column) else {
-                continue;
-            };
-            let length = text::length(s);
-            if length <= max {
-                continue;
-            }
-            let ellipsis = self
-                .fields
-                .iter()
-                .find(|(target, _)| target == column)
-                .and_then(|(_, spec)| spec.truncate_ellipsis())
-                .unwrap_or(false);
-            *s = text::cut(std::mem::take(s), max, ellipsis);
-            cuts.push(Cut {
-                column: column.clone(),
-                length,
-                max_length: max,
-                ellipsis,
-            });
-        }
-        cuts
-    }
-
     /// What the organization's metadata says about each field: columns that
     /// do not exist or cannot be set, option values that are not options,
     /// text that can be longer than the column.
@@ -292,20 +246,19 @@ fn check_length(spec: &FieldSpec, max: usize, push: &mut impl FnMut(Severity, St
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::Path;
-
-    use serde_json::json;
 
     use super::*;
     use crate::entity::OptionValue;
 
     /// A default organization's lead columns, as the Dataverse client reads them.
-    fn lead_metadata() -> EntityMetadata {
+    pub(in crate::mapping) fn lead_metadata() -> EntityMetadata {
         let column = |ty: &str, create: bool, max: Option<usize>| Attribute {
             attribute_type: ty.to_owned(),
             valid_for_create: create,
             max_length: max,
+            format: (ty == "String").then(|| "Text".to_owned()),
             options: None,
         };
         let mut leadsourcecode = column("Picklist", true, None);
@@ -322,6 +275,14 @@ mod tests {
         let attributes = [
             ("subject", column("String", true, Some(300))),
             ("firstname", column("String", true, Some(50))),
+            ("companyname", column("String", true, Some(100))),
+            (
+                "emailaddress1",
+                Attribute {
+                    format: Some("Email".into()),
+                    ..column("String", true, Some(100))
+                },
+            ),
             ("description", column("Memo", true, Some(2000))),
             ("fullname", column("String", false, Some(160))),
             ("leadsourcecode", leadsourcecode),
@@ -337,7 +298,7 @@ mod tests {
         }
     }
 
-    fn mapping(yaml: &str) -> Mapping {
+    pub(in crate::mapping) fn mapping(yaml: &str) -> Mapping {
         Mapping::from_yaml(Path::new("t.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -347,69 +308,6 @@ mod tests {
             .into_iter()
             .map(|f| (f.severity, f.key, f.message))
             .collect()
-    }
-
-    #[test]
-    fn cuts_to_max_length_keeping_the_mappings_ellipsis_choice() {
-        let m = mapping(
-            "fields:\n  subject: {from: OfferTitle, transform: [{truncate: {max: 400, ellipsis: true}}]}\n  firstname: UserDetails.FirstName\n  description: Description\n",
-        );
-        let mut body = Map::new();
-        body.insert("subject".into(), json!("s".repeat(350)));
-        body.insert("firstname".into(), json!("é".repeat(60)));
-        body.insert("description".into(), json!("short"));
-        body.insert(
-            "leadid".into(),
-            json!("00000000-0000-0000-0000-000000000000"),
-        );
-        let cuts = m.fit_to_limits(&mut body, &lead_metadata());
-        assert_eq!(body["subject"], json!(format!("{}…", "s".repeat(299))));
-        assert_eq!(
-            body["firstname"],
-            json!("é".repeat(50)),
-            "plain cut, in characters"
-        );
-        assert_eq!(body["description"], json!("short"));
-        assert_eq!(
-            cuts,
-            vec![
-                Cut {
-                    column: "subject".into(),
-                    length: 350,
-                    max_length: 300,
-                    ellipsis: true
-                },
-                Cut {
-                    column: "firstname".into(),
-                    length: 60,
-                    max_length: 50,
-                    ellipsis: false
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn max_length_counts_utf16_units() {
-        let m = mapping("fields:\n  firstname: UserDetails.FirstName\n");
-        let meta = lead_metadata();
-        // 25 emoji are 50 units: exactly firstname's MaxLength of 50.
-        let mut body = Map::new();
-        body.insert("firstname".into(), json!("😀".repeat(25)));
-        assert!(m.fit_to_limits(&mut body, &meta).is_empty());
-        assert_eq!(body["firstname"], json!("😀".repeat(25)), "fits as it is");
-        body.insert("firstname".into(), json!("😀".repeat(26)));
-        let cuts = m.fit_to_limits(&mut body, &meta);
-        assert_eq!(body["firstname"], json!("😀".repeat(25)), "cut to 50 units");
-        assert_eq!(
-            cuts,
-            vec![Cut {
-                column: "firstname".into(),
-                length: 52,
-                max_length: 50,
-                ellipsis: false
-            }]
-        );
     }
 
     #[test]

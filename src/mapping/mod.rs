@@ -6,6 +6,7 @@
 //! and the README for the file format.
 
 mod columns;
+mod fit;
 mod parse;
 mod source;
 mod template;
@@ -21,7 +22,8 @@ use time::OffsetDateTime;
 use crate::ids::{LeadId, RecordId};
 use crate::lead::{Lead, OrgName};
 
-pub use columns::{Cut, Finding, Severity};
+pub use columns::{Finding, Severity};
+pub use fit::{Cut, Fitted, MovedEmail};
 use source::SourcePath;
 use template::Template;
 
@@ -46,6 +48,18 @@ struct FieldSpec {
     transforms: Vec<Transform>,
     map: Option<BTreeMap<String, Value>>,
     default: Option<Value>,
+    /// Whether the column takes line breaks; column metadata, when known,
+    /// decides instead. Without either: single.
+    lines: Option<Lines>,
+}
+
+/// How a text column takes line breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lines {
+    /// CR, LF and other control characters become a space.
+    Single,
+    /// Line breaks and tabs are kept; other control characters become a space.
+    Multi,
 }
 
 #[derive(Debug, Clone, PartialEq)]

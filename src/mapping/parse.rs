@@ -7,11 +7,13 @@ use serde_norway::Value as Yaml;
 
 use super::source::SourcePath;
 use super::template::Template;
-use super::{BIND_SUFFIX, DEFAULT_ENTITY_SET, FieldSpec, Mapping, MappingIssue, Source, Transform};
+use super::{
+    BIND_SUFFIX, DEFAULT_ENTITY_SET, FieldSpec, Lines, Mapping, MappingIssue, Source, Transform,
+};
 
 const TOP_KEYS: [&str; 3] = ["entity_set", "primary_key", "fields"];
 const SOURCE_KEYS: [&str; 4] = ["from", "template", "value", "bind"];
-const FIELD_KEYS: [&str; 7] = [
+const FIELD_KEYS: [&str; 8] = [
     "from",
     "template",
     "value",
@@ -19,6 +21,7 @@ const FIELD_KEYS: [&str; 7] = [
     "transform",
     "map",
     "default",
+    "lines",
 ];
 
 /// Collects issues under a key prefix.
@@ -158,6 +161,7 @@ fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<Field
                 transforms: Vec::new(),
                 map: None,
                 default: None,
+                lines: None,
             }),
             Err(e) => {
                 issues.push(key, e);
@@ -236,6 +240,17 @@ fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<Field
     let default = m
         .get("default")
         .and_then(|d| scalar(d, &format!("{key}.default"), issues));
+    let lines = m.get("lines").and_then(|l| match l.as_str() {
+        Some("single") => Some(Lines::Single),
+        Some("multi") => Some(Lines::Multi),
+        _ => {
+            issues.push(
+                format!("{key}.lines"),
+                "expected single (line breaks become spaces) or multi (kept)",
+            );
+            None
+        }
+    });
 
     if issues.0.len() > before {
         return None;
@@ -245,6 +260,7 @@ fn field(v: &Yaml, target: &str, key: &str, issues: &mut Issues) -> Option<Field
         transforms,
         map,
         default,
+        lines,
     })
 }
 
