@@ -3,6 +3,10 @@
 
 mod metadata;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde_json::{Map, Value};
@@ -84,11 +88,63 @@ pub struct Created {
 /// mappings, configuration or the store.
 pub struct DataverseClient {
     http: reqwest::Client,
+    /// The last Retry-After each organization (by URL) announced.
+    announced: Mutex<HashMap<String, Announced>>,
+}
+
+/// When an organization last answered 429, and until when it asked for quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    pub at: Instant,
+    pub until: Instant,
 }
 
 impl DataverseClient {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self {
+            http,
+            announced: Mutex::default(),
+        }
+    }
+
+    /// The organization's Retry-After still running, if any. Attempts in
+    /// flight see it at once, before the pause that the worker shares
+    /// through the store is committed: on a busy store that takes long
+    /// enough for a request to slip out inside the Retry-After.
+    pub fn retry_after(&self, org_url: &Url) -> Option<Announced> {
+        let now = Instant::now();
+        self.announced()
+            .get(org_key(org_url))
+            .filter(|a| a.until > now)
+            .copied()
+    }
+
+    /// Remembers a 429's Retry-After for the organization; a later one never
+    /// shortens an earlier one.
+    fn note(&self, org_url: &Url, e: &DataverseError) {
+        let ErrorKind::Throttled {
+            retry_after: Some(wait),
+        } = e.kind
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let until = now.checked_add(wait).unwrap_or(now);
+        let mut announced = self.announced();
+        let fresh = Announced { at: now, until };
+        let entry = announced
+            .entry(org_key(org_url).to_owned())
+            .or_insert(fresh);
+        if entry.until <= until {
+            *entry = fresh;
+        }
+    }
+
+    fn announced(&self) -> std::sync::MutexGuard<'_, HashMap<String, Announced>> {
+        // Plain inserts and reads: a poisoned lock still holds usable data.
+        self.announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `POST {org}/api/data/v9.2/{entity_set}`. A duplicate of our own key
@@ -123,7 +179,9 @@ impl DataverseClient {
             });
         }
         let body = response.bytes().await.unwrap_or_default();
-        Err(classify(status, &headers, &body))
+        let e = classify(status, &headers, &body);
+        self.note(req.org_url, &e);
+        Err(e)
     }
 
     /// Whether the record `{entity_set}({record_id})` exists: how a
@@ -152,8 +210,14 @@ impl DataverseClient {
         }
         let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
-        Err(classify(status, &headers, &body))
+        let e = classify(status, &headers, &body);
+        self.note(req.org_url, &e);
+        Err(e)
     }
+}
+
+fn org_key(org_url: &Url) -> &str {
+    org_url.as_str().trim_end_matches('/')
 }
 
 fn network(e: &reqwest::Error) -> DataverseError {

@@ -299,7 +299,9 @@ async fn create(
     request: &CreateRequest<'_>,
     token: &AccessToken,
 ) -> Result<Sent, AttemptError> {
-    org.state.rate.until_ready().await;
+    org.state
+        .before_send(&deps.dataverse, request.org_url)
+        .await;
     let now = OffsetDateTime::now_utc();
     if let Some(until) = deps.store.paused_until(&d.org, d.destination, now).await? {
         return Ok(Sent::Paused(until));
