@@ -12,4 +12,5 @@ mod metadata;
 mod pauses;
 mod reload;
 mod restart;
+mod throttling;
 mod tokens;
