@@ -2,10 +2,9 @@
 //! and read `WhoAmI` and column metadata ([`metadata`]).
 
 mod metadata;
+mod quiet;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -18,6 +17,8 @@ use crate::outbound;
 
 pub use crate::outbound::{ErrorKind, RemoteError as DataverseError};
 pub use metadata::WhoAmI;
+use quiet::Quiet;
+pub use quiet::Throttles;
 
 pub(crate) const API_PATH: &str = "api/data/v9.2";
 
@@ -88,63 +89,33 @@ pub struct Created {
 /// mappings, configuration or the store.
 pub struct DataverseClient {
     http: reqwest::Client,
-    /// The last Retry-After each organization (by URL) announced.
-    announced: Mutex<HashMap<String, Announced>>,
-}
-
-/// When an organization last answered 429, and until when it asked for quiet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Announced {
-    pub at: Instant,
-    pub until: Instant,
+    /// Each organization's last Retry-After, for requests already on their way.
+    quiet: Quiet,
 }
 
 impl DataverseClient {
     pub fn new(http: reqwest::Client) -> Self {
         Self {
             http,
-            announced: Mutex::default(),
+            quiet: Quiet::default(),
         }
     }
 
-    /// The organization's Retry-After still running, if any. Attempts in
-    /// flight see it at once, before the pause that the worker shares
-    /// through the store is committed: on a busy store that takes long
-    /// enough for a request to slip out inside the Retry-After.
-    pub fn retry_after(&self, org_url: &Url) -> Option<Announced> {
-        let now = Instant::now();
-        self.announced()
-            .get(org_key(org_url))
-            .filter(|a| a.until > now)
-            .copied()
+    /// Called before an attempt checks the organization's shared pause:
+    /// how long to wait first, so that the pause of a 429 that came a moment
+    /// ago has reached the store (at most `hold` after it, and never past its
+    /// Retry-After). A create that checked before that 429 and reaches
+    /// [`create`](Self::create) within `hold` of it is not sent.
+    pub fn hold_for_pause(&self, org_url: &Url, hold: Duration) -> Duration {
+        self.quiet.hold(org_url, hold)
     }
 
-    /// Remembers a 429's Retry-After for the organization; a later one never
-    /// shortens an earlier one.
-    fn note(&self, org_url: &Url, e: &DataverseError) {
-        let ErrorKind::Throttled {
-            retry_after: Some(wait),
-        } = e.kind
-        else {
-            return;
-        };
-        let now = Instant::now();
-        let until = now.checked_add(wait).unwrap_or(now);
-        let mut announced = self.announced();
-        let fresh = Announced { at: now, until };
-        let entry = announced
-            .entry(org_key(org_url).to_owned())
-            .or_insert(fresh);
-        if entry.until <= until {
-            *entry = fresh;
-        }
-    }
-
-    fn announced(&self) -> std::sync::MutexGuard<'_, HashMap<String, Announced>> {
-        // Plain inserts and reads: a poisoned lock still holds usable data.
-        self.announced
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// When the organization last answered 429, by kind: the limit on
+    /// requests per window, which fewer requests in flight do not help
+    /// against (only waiting does), and the others (concurrent requests,
+    /// execution time), which they do.
+    pub fn last_throttles(&self, org_url: &Url) -> Throttles {
+        self.quiet.last_throttles(org_url)
     }
 
     /// `POST {org}/api/data/v9.2/{entity_set}`. A duplicate of our own key
@@ -155,6 +126,7 @@ impl DataverseClient {
         req: &CreateRequest<'_>,
         token: &AccessToken,
     ) -> Result<Created, DataverseError> {
+        self.quiet.refuse(req.org_url)?;
         let mut builder = self.http.post(req.url()).bearer_auth(token.bearer());
         for (k, v) in CreateRequest::headers() {
             builder = builder.header(k, v);
@@ -180,7 +152,7 @@ impl DataverseClient {
         }
         let body = response.bytes().await.unwrap_or_default();
         let e = classify(status, &headers, &body);
-        self.note(req.org_url, &e);
+        self.quiet.note(req.org_url, &e);
         Err(e)
     }
 
@@ -193,6 +165,7 @@ impl DataverseClient {
         primary_key: &str,
         token: &AccessToken,
     ) -> Result<bool, DataverseError> {
+        self.quiet.refuse(req.org_url)?;
         let mut builder = self
             .http
             .get(format!("{}?$select={primary_key}", req.entity_ref()))
@@ -211,13 +184,9 @@ impl DataverseClient {
         let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
         let e = classify(status, &headers, &body);
-        self.note(req.org_url, &e);
+        self.quiet.note(req.org_url, &e);
         Err(e)
     }
-}
-
-fn org_key(org_url: &Url) -> &str {
-    org_url.as_str().trim_end_matches('/')
 }
 
 fn network(e: &reqwest::Error) -> DataverseError {
