@@ -125,6 +125,12 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, ClaimedDelivery> = HashMap::new();
         loop {
+            // Every attempt that ended meanwhile frees its place now, so that
+            // one claim takes them all: a claim is a store round trip, and
+            // one per ended attempt caps the pace at one claim's latency.
+            while let Some(done) = in_flight.try_join_next_with_id() {
+                forget(&mut claimed_by_task, done);
+            }
             let free = settings.concurrency.saturating_sub(in_flight.len());
             let (jobs, got_full_batch) = self.claim(free).await;
             for job in jobs {
