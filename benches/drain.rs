@@ -371,8 +371,16 @@ client_secret = "{CLIENT_SECRET}"
         log.iter().filter(|l| l.status == 412).count()
     );
     println!("peak in flight          {}", fake.peak_in_flight());
-    let violations = fake.retry_after_violations(ON_THE_WIRE).len();
+    let violating = fake.retry_after_violations(ON_THE_WIRE);
+    let violations = violating.len();
     println!("Retry-After violations  {violations}");
+    if let Some((gap, ra)) = violating.iter().max() {
+        println!(
+            "                        the latest {} ms into a Retry-After of {} s",
+            gap.as_millis(),
+            ra.as_secs()
+        );
+    }
     let each_once = created == total && fake.records().len() == a.leads;
     println!("each lead created once  {each_once}");
     if let Some(l) = &a.limits {
