@@ -126,7 +126,11 @@ impl DataverseClient {
         req: &CreateRequest<'_>,
         token: &AccessToken,
     ) -> Result<Created, DataverseError> {
-        self.quiet.refuse(req.org_url)?;
+        let since = std::time::Instant::now();
+        if let Some(pace) = self.quiet.pace(req.org_url) {
+            pace.until_ready().await;
+        }
+        self.quiet.refuse(req.org_url, since)?;
         let mut builder = self.http.post(req.url()).bearer_auth(token.bearer());
         for (k, v) in CreateRequest::headers() {
             builder = builder.header(k, v);
@@ -165,7 +169,7 @@ impl DataverseClient {
         primary_key: &str,
         token: &AccessToken,
     ) -> Result<bool, DataverseError> {
-        self.quiet.refuse(req.org_url)?;
+        self.quiet.refuse(req.org_url, std::time::Instant::now())?;
         let mut builder = self
             .http
             .get(format!("{}?$select={primary_key}", req.entity_ref()))

@@ -13,11 +13,15 @@
 //!
 //! Only for `hold` after a 429: after that the store's pause, which
 //! `backoff_max` bounds and `deliveries unpause` clears, decides alone.
+//!
+//! A 429 for requests per window also states the limit; from then on the
+//! organization's creates are paced just below it ([`Quiet::pace`]).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use url::Url;
 
 use super::DataverseError;
@@ -37,7 +41,20 @@ struct Inner {
     holds: HashMap<String, Duration>,
     /// By organization URL: when its last 429s came (see [`Throttles`]).
     last: HashMap<String, Throttles>,
+    /// By organization URL: the pace of its limit on requests per window,
+    /// once a 429 has stated it (see [`Quiet::pace`]).
+    paces: HashMap<String, Pace>,
 }
+
+/// Requests spread evenly over Dataverse's window, as its 429 stated it.
+struct Pace {
+    limit: (u32, Duration),
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+/// The pace keeps this much below the stated limit: requests sent evenly
+/// still arrive a little bunched.
+const PACE_MARGIN: f64 = 0.95;
 
 /// When an organization last answered 429, by kind of limit.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +130,34 @@ impl Quiet {
         end.saturating_duration_since(Instant::now())
     }
 
+    /// The limiter that spreads the organization's creates evenly at (just
+    /// under) its limit on requests per window, once a 429 has stated it.
+    /// Without it a backlog goes out in bursts: as fast as the concurrency
+    /// allows until the window is full, then a whole-second Retry-After;
+    /// evenly spread, as many get through without 429s, and the organization
+    /// is not paused for that limit. Waited for right before sending, after
+    /// the store's pause check, so that the store's latency does not bunch
+    /// the requests up again.
+    pub(super) fn pace(&self, org_url: &Url) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let mut inner = self.lock();
+        let key = key(org_url);
+        let stated = inner.last.get(key)?.window_limit?;
+        if let Some(p) = inner.paces.get(key)
+            && p.limit == stated
+        {
+            return Some(Arc::clone(&p.limiter));
+        }
+        let (requests, window) = stated;
+        let per_request = window.div_f64(f64::from(requests) * PACE_MARGIN);
+        let limiter = Arc::new(RateLimiter::direct(Quota::with_period(per_request)?));
+        let pace = Pace {
+            limit: stated,
+            limiter: Arc::clone(&limiter),
+        };
+        inner.paces.insert(key.to_owned(), pace);
+        Some(limiter)
+    }
+
     /// When the organization's last 429s came, by kind.
     pub(super) fn last_throttles(&self, org_url: &Url) -> Throttles {
         self.lock()
@@ -122,18 +167,20 @@ impl Quiet {
             .unwrap_or_default()
     }
 
-    /// A request within the hold of a 429 whose Retry-After still runs: its
-    /// attempt checked the pause before the 429, so it must not go out.
-    pub(super) fn refuse(&self, org_url: &Url) -> Result<(), DataverseError> {
+    /// A request must not go out while a 429's Retry-After runs if its
+    /// attempt checked the store's pause before that 429 came: within the
+    /// hold of the 429, or when the 429 came after `since` (when this
+    /// request began waiting for its pace).
+    pub(super) fn refuse(&self, org_url: &Url, since: Instant) -> Result<(), DataverseError> {
         let inner = self.lock();
         let key = key(org_url);
-        let (Some(&(at, until)), Some(&hold)) = (inner.announced.get(key), inner.holds.get(key))
-        else {
+        let Some(&(at, until)) = inner.announced.get(key) else {
             return Ok(());
         };
+        let hold = inner.holds.get(key).copied().unwrap_or_default();
         let now = Instant::now();
         let held = at.checked_add(hold).is_some_and(|end| now < end);
-        if !held || now >= until {
+        if !(held || at >= since) || now >= until {
             return Ok(());
         }
         Err(DataverseError::new(
@@ -175,7 +222,7 @@ mod tests {
     fn without_a_429_nothing_waits_and_everything_goes() {
         let q = Quiet::default();
         assert_eq!(q.hold(&url(), Duration::from_secs(1)), Duration::ZERO);
-        assert!(q.refuse(&url()).is_ok());
+        assert!(q.refuse(&url(), Instant::now()).is_ok());
     }
 
     #[test]
@@ -185,7 +232,7 @@ mod tests {
         q.note(&url(), &throttled(60));
         let wait = q.hold(&url(), Duration::from_secs(1));
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
-        let refused = q.refuse(&url()).unwrap_err();
+        let refused = q.refuse(&url(), Instant::now()).unwrap_err();
         assert!(matches!(
             refused.kind,
             ErrorKind::Throttled { retry_after: Some(ra) } if ra > Duration::from_secs(59)
@@ -199,7 +246,7 @@ mod tests {
         q.note(&url(), &throttled(3600));
         // A hold of zero (backoff_max shorter than any wait): no guard at all.
         assert_eq!(q.hold(&url(), Duration::ZERO), Duration::ZERO);
-        assert!(q.refuse(&url()).is_ok());
+        assert!(q.refuse(&url(), Instant::now()).is_ok());
     }
 
     #[test]
@@ -225,6 +272,16 @@ mod tests {
     }
 
     #[test]
+    fn a_429_while_a_request_waited_for_its_pace_holds_it_back() {
+        let q = Quiet::default();
+        q.hold(&url(), Duration::ZERO);
+        let since = Instant::now();
+        q.note(&url(), &throttled(5));
+        assert!(q.refuse(&url(), since).is_err());
+        assert!(q.refuse(&url(), Instant::now()).is_ok(), "checked after it");
+    }
+
+    #[test]
     fn a_429_without_retry_after_is_the_store_s_business() {
         let q = Quiet::default();
         q.hold(&url(), Duration::from_secs(1));
@@ -232,6 +289,6 @@ mod tests {
             &url(),
             &DataverseError::new(ErrorKind::Throttled { retry_after: None }, "429"),
         );
-        assert!(q.refuse(&url()).is_ok());
+        assert!(q.refuse(&url(), Instant::now()).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! One value per organization holding everything an attempt needs of it:
 //! its settings, the mapping in force, and the delivery state that must be
-//! shared by all of its attempts (concurrency limit, request rate and pace,
-//! column metadata; pauses live in the store, shared by every replica). Built at start; a mapping reload builds a new value
+//! shared by all of its attempts (concurrency limit, request rate, column
+//! metadata; pauses live in the store, shared by every replica). Built at start; a mapping reload builds a new value
 //! around the same state, so an attempt that took one keeps a consistent
 //! view from start to end.
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -37,23 +37,10 @@ pub(super) struct OrgState {
     /// exactly when to slow down, and a fixed cap can only guess lower.
     pub(super) rate: Option<DefaultDirectRateLimiter>,
     pub(super) metadata: MetadataCache,
-    /// The pace of Dataverse's limit on requests per window, once a 429 has
-    /// stated it (see [`OrgState::before_send`]).
-    pace: Mutex<Option<Pace>>,
     /// How long an attempt waits, after another one got a 429, for the
     /// organization's pause to reach the store (see [`OrgState::before_send`]).
     store_catch_up: Duration,
 }
-
-/// Requests spread evenly over Dataverse's window, as its 429 stated it.
-struct Pace {
-    limit: (u32, Duration),
-    limiter: Arc<DefaultDirectRateLimiter>,
-}
-
-/// The pace keeps this much below the stated limit: requests sent evenly
-/// still arrive a little bunched.
-const PACE_MARGIN: f64 = 0.95;
 
 /// Long enough for a busy store to commit a pause (tens of milliseconds
 /// under load), short enough that a waiting attempt holds its slot and lease
@@ -84,42 +71,15 @@ impl OrgState {
             limit: Arc::new(AdaptiveLimit::new(delivery.org_concurrency)),
             rate,
             metadata: MetadataCache::default(),
-            pace: Mutex::new(None),
             // Never longer than the pause itself can be (backoff_max bounds it).
             store_catch_up: STORE_CATCH_UP
                 .min(delivery.retry_for_destination("dataverse").backoff_max),
         }
     }
 
-    /// The limiter that spreads requests evenly at (just under) the stated
-    /// limit on requests per window, once Dataverse has stated it. Without
-    /// it, a backlog is sent in bursts: as fast as the concurrency allows
-    /// until the window is full, then a pause of a whole-second Retry-After;
-    /// evenly spread, it gets the same number through without 429s, and the
-    /// organization is never paused for that limit.
-    fn pace(&self, stated: Option<(u32, Duration)>) -> Option<Arc<DefaultDirectRateLimiter>> {
-        let stated = stated?;
-        let mut pace = self.pace.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = pace.as_ref()
-            && p.limit == stated
-        {
-            return Some(Arc::clone(&p.limiter));
-        }
-        let (requests, window) = stated;
-        let per_request = window.div_f64(f64::from(requests) * PACE_MARGIN);
-        let quota = Quota::with_period(per_request)?;
-        let limiter = Arc::new(RateLimiter::direct(quota));
-        *pace = Some(Pace {
-            limit: stated,
-            limiter: Arc::clone(&limiter),
-        });
-        Some(limiter)
-    }
-
     /// Right before a create: the optional fixed request budget; what the
     /// last 429s were, for the concurrency limit to settle its cut
-    /// ([`AdaptiveLimit::review`]); the learned pace, if Dataverse stated
-    /// its limit on requests per window; then, if a 429 of this organization
+    /// ([`AdaptiveLimit::review`]); then, if a 429 of this organization
     /// came a moment ago (its pause may not be in the store yet), a wait
     /// until the store must have it, so that the pause check that follows
     /// postpones this attempt instead of letting it out inside Retry-After
@@ -128,11 +88,7 @@ impl OrgState {
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }
-        let seen = dataverse.last_throttles(org_url);
-        self.limit.review(seen);
-        if let Some(pace) = self.pace(seen.window_limit) {
-            pace.until_ready().await;
-        }
+        self.limit.review(dataverse.last_throttles(org_url));
         let wait = dataverse.hold_for_pause(org_url, self.store_catch_up);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
