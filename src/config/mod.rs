@@ -142,15 +142,22 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
-    /// Deliveries in flight at once, across organizations.
+    /// Deliveries in flight at once, across organizations. At least
+    /// `org_concurrency` by default, so that one organization can use all of
+    /// what Dataverse allows it.
     pub concurrency: usize,
     /// Requests in flight per organization at most. Dataverse allows 52
-    /// concurrent requests per user; the limit adapts below this on 429 and
-    /// follows `x-ms-dop-hint` when Dataverse sends it.
+    /// concurrent requests per user, so that is the default ceiling; the
+    /// limit adapts below it on 429 and follows `x-ms-dop-hint` when
+    /// Dataverse sends it.
     pub org_concurrency: usize,
-    /// Requests per minute per organization at most (Dataverse: 6000 per 5
-    /// minutes per user).
-    pub org_requests_per_minute: u32,
+    /// An optional fixed cap on requests per minute per organization. None
+    /// (or 0) by default: Dataverse's own limits (6000 per 5 minutes per
+    /// user) are enforced by its 429s, whose Retry-After pauses the
+    /// organization; a fixed cap set below them only slows delivery down.
+    /// Useful to leave headroom for other clients of the same application
+    /// user.
+    pub org_requests_per_minute: Option<u32>,
     /// How often the worker looks for due retries when nothing wakes it.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -201,9 +208,9 @@ pub struct DeliverySettings {
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
-            concurrency: 32,
-            org_concurrency: 8,
-            org_requests_per_minute: 1000,
+            concurrency: 64,
+            org_concurrency: 52,
+            org_requests_per_minute: None,
             poll_interval: Duration::from_secs(1),
             max_attempts: None,
             backoff_initial: Duration::from_secs(2),
@@ -247,6 +254,13 @@ pub struct RetryOverride {
 }
 
 impl DeliverySettings {
+    /// The fixed per-organization request cap, if one is set: absent and 0
+    /// both mean none.
+    pub fn org_rate_cap(&self) -> Option<std::num::NonZeroU32> {
+        self.org_requests_per_minute
+            .and_then(std::num::NonZeroU32::new)
+    }
+
     /// The schedule for a destination (`dataverse`).
     pub fn retry_for_destination(&self, destination: &str) -> RetrySettings {
         let base = RetrySettings {

@@ -77,6 +77,51 @@ fn a_lease_must_hold_three_renewals() {
 }
 
 #[test]
+fn delivery_defaults_follow_dataverse_limits() {
+    let s = load(DRY, &[]).unwrap();
+    assert_eq!(
+        s.delivery.org_concurrency, 52,
+        "Dataverse's concurrent requests per user"
+    );
+    assert!(
+        s.delivery.concurrency >= s.delivery.org_concurrency,
+        "one organization can use all of its concurrency"
+    );
+    assert_eq!(s.delivery.org_requests_per_minute, None);
+    assert_eq!(s.delivery.org_rate_cap(), None, "no fixed cap by default");
+}
+
+#[test]
+fn a_fixed_request_rate_is_optional_and_zero_means_none() {
+    let with = |toml: &str, env: &[(&str, &str)]| {
+        load(&format!("{DRY}\n{toml}"), env)
+            .unwrap()
+            .delivery
+            .org_rate_cap()
+            .map(std::num::NonZeroU32::get)
+    };
+    assert_eq!(
+        with("[delivery]\norg_requests_per_minute = 600", &[]),
+        Some(600)
+    );
+    assert_eq!(with("[delivery]\norg_requests_per_minute = 0", &[]), None);
+    assert_eq!(
+        with(
+            "",
+            &[("LEADBRIDGE__DELIVERY__ORG_REQUESTS_PER_MINUTE", "1200")]
+        ),
+        Some(1200)
+    );
+    assert_eq!(
+        with(
+            "",
+            &[("LEADBRIDGE__DELIVERY__ORG_REQUESTS_PER_MINUTE", "0")]
+        ),
+        None
+    );
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let s = load(
         DRY,

@@ -81,10 +81,6 @@ impl RawSettings {
         for (key, value) in [
             ("concurrency", d.concurrency),
             ("org_concurrency", d.org_concurrency),
-            (
-                "org_requests_per_minute",
-                d.org_requests_per_minute as usize,
-            ),
         ] {
             if value == 0 {
                 issue(format!("delivery.{key}"), "must be at least 1".into());

@@ -2,6 +2,9 @@
 //! and read `WhoAmI` and column metadata ([`metadata`]).
 
 mod metadata;
+mod quiet;
+
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -14,6 +17,8 @@ use crate::outbound;
 
 pub use crate::outbound::{ErrorKind, RemoteError as DataverseError};
 pub use metadata::WhoAmI;
+use quiet::Quiet;
+pub use quiet::Throttles;
 
 pub(crate) const API_PATH: &str = "api/data/v9.2";
 
@@ -84,11 +89,33 @@ pub struct Created {
 /// mappings, configuration or the store.
 pub struct DataverseClient {
     http: reqwest::Client,
+    /// Each organization's last Retry-After, for requests already on their way.
+    quiet: Quiet,
 }
 
 impl DataverseClient {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self {
+            http,
+            quiet: Quiet::default(),
+        }
+    }
+
+    /// Called before an attempt checks the organization's shared pause:
+    /// how long to wait first, so that the pause of a 429 that came a moment
+    /// ago has reached the store (at most `hold` after it, and never past its
+    /// Retry-After). A create that checked before that 429 and reaches
+    /// [`create`](Self::create) within `hold` of it is not sent.
+    pub fn hold_for_pause(&self, org_url: &Url, hold: Duration) -> Duration {
+        self.quiet.hold(org_url, hold)
+    }
+
+    /// When the organization last answered 429, by kind: the limit on
+    /// requests per window, which fewer requests in flight do not help
+    /// against (only waiting does), and the others (concurrent requests,
+    /// execution time), which they do.
+    pub fn last_throttles(&self, org_url: &Url) -> Throttles {
+        self.quiet.last_throttles(org_url)
     }
 
     /// `POST {org}/api/data/v9.2/{entity_set}`. A duplicate of our own key
@@ -99,6 +126,11 @@ impl DataverseClient {
         req: &CreateRequest<'_>,
         token: &AccessToken,
     ) -> Result<Created, DataverseError> {
+        let since = std::time::Instant::now();
+        if let Some(pace) = self.quiet.pace(req.org_url) {
+            pace.until_ready().await;
+        }
+        self.quiet.refuse(req.org_url, since)?;
         let mut builder = self.http.post(req.url()).bearer_auth(token.bearer());
         for (k, v) in CreateRequest::headers() {
             builder = builder.header(k, v);
@@ -123,7 +155,9 @@ impl DataverseClient {
             });
         }
         let body = response.bytes().await.unwrap_or_default();
-        Err(classify(status, &headers, &body))
+        let e = classify(status, &headers, &body);
+        self.quiet.note(req.org_url, &e);
+        Err(e)
     }
 
     /// Whether the record `{entity_set}({record_id})` exists: how a
@@ -135,6 +169,7 @@ impl DataverseClient {
         primary_key: &str,
         token: &AccessToken,
     ) -> Result<bool, DataverseError> {
+        self.quiet.refuse(req.org_url, std::time::Instant::now())?;
         let mut builder = self
             .http
             .get(format!("{}?$select={primary_key}", req.entity_ref()))
@@ -152,7 +187,9 @@ impl DataverseClient {
         }
         let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
-        Err(classify(status, &headers, &body))
+        let e = classify(status, &headers, &body);
+        self.quiet.note(req.org_url, &e);
+        Err(e)
     }
 }
 

@@ -322,12 +322,26 @@ async fn create(
     request: &CreateRequest<'_>,
     token: &AccessToken,
 ) -> Result<Sent, AttemptError> {
-    org.state.rate.until_ready().await;
+    org.state
+        .before_send(&deps.dataverse, request.org_url)
+        .await;
     let now = OffsetDateTime::now_utc();
     if let Some(until) = deps.store.paused_until(&d.org, d.destination, now).await? {
         return Ok(Sent::Paused(until));
     }
-    Ok(Sent::Created(deps.dataverse.create(request, token).await?))
+    match deps.dataverse.create(request, token).await {
+        Ok(created) => Ok(Sent::Created(created)),
+        // Held back by the client (a 429 came while this one was on its way):
+        // nothing went out, so it is no attempt; the pause brings it back.
+        Err(e) if e.status.is_none() && matches!(e.kind, ErrorKind::Throttled { .. }) => {
+            let wait = e.kind.retry_after().unwrap_or_default();
+            Ok(Sent::Paused(super::retry::later(
+                OffsetDateTime::now_utc(),
+                wait,
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Decides on the kind alone. Never fails: every problem becomes a retry or

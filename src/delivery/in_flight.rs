@@ -72,6 +72,11 @@ impl InFlight {
         self.tasks.join_next_with_id().await
     }
 
+    /// An attempt that has already ended, if any, without waiting.
+    pub(super) fn done_now(&mut self) -> Option<Result<(task::Id, ()), JoinError>> {
+        self.tasks.try_join_next_with_id()
+    }
+
     /// Forgets a finished attempt (it recorded its outcome); records a
     /// panicked one. An aborted one stays, for [`InFlight::release_cut_off`].
     pub(super) async fn settle(&mut self, deps: &Deps, done: Result<(task::Id, ()), JoinError>) {

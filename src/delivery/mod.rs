@@ -141,18 +141,14 @@ impl Worker {
     /// to finish and hands the rest back to the queue.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let settings = &self.deps.settings;
-        // A restart is how a configuration change arrives: the cause of a
-        // block may be gone, so probe at once rather than at the next interval.
-        if let Err(e) = self
-            .deps
-            .store
-            .probe_blocks_now(OffsetDateTime::now_utc())
-            .await
-        {
-            tracing::warn!(error = %e, "cannot reschedule the probes of blocked organizations");
-        }
         let mut in_flight = InFlight::default();
         loop {
+            // Every attempt that ended meanwhile frees its place now, so that
+            // one claim takes them all: a claim is a store round trip, and
+            // one per ended attempt caps the pace at one claim's latency.
+            while let Some(done) = in_flight.done_now() {
+                in_flight.settle(&self.deps, done).await;
+            }
             let free = settings.concurrency.saturating_sub(in_flight.len());
             let (jobs, got_full_batch) = self.claim(free).await;
             for job in jobs {

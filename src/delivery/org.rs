@@ -10,12 +10,14 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::concurrency::AdaptiveLimit;
 use super::metadata::MetadataCache;
 use crate::config::{DeliverySettings, Organization, Settings};
+use crate::dataverse::DataverseClient;
 use crate::lead::OrgName;
 use crate::mapping::{Mapping, MappingError};
 
@@ -30,10 +32,20 @@ pub struct OrgRuntime {
 pub(super) struct OrgState {
     pub(super) mapping_file: PathBuf,
     pub(super) limit: Arc<AdaptiveLimit>,
-    /// The optional fixed request budget (`delivery.org_requests_per_minute`).
-    pub(super) rate: DefaultDirectRateLimiter,
+    /// The optional fixed request budget (`delivery.org_requests_per_minute`);
+    /// none by default, because Dataverse's 429s and their Retry-After say
+    /// exactly when to slow down, and a fixed cap can only guess lower.
+    pub(super) rate: Option<DefaultDirectRateLimiter>,
     pub(super) metadata: MetadataCache,
+    /// How long an attempt waits, after another one got a 429, for the
+    /// organization's pause to reach the store (see [`OrgState::before_send`]).
+    store_catch_up: Duration,
 }
+
+/// Long enough for a busy store to commit a pause (tens of milliseconds
+/// under load), short enough that a waiting attempt holds its slot and lease
+/// only briefly: then the store's pause postpones it properly.
+const STORE_CATCH_UP: Duration = Duration::from_secs(1);
 
 impl OrgRuntime {
     pub fn name(&self) -> &OrgName {
@@ -47,17 +59,39 @@ impl OrgRuntime {
 
 impl OrgState {
     fn new(mapping_file: PathBuf, delivery: &DeliverySettings) -> Self {
-        let per_minute =
-            NonZeroU32::new(delivery.org_requests_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = u32::try_from(delivery.org_concurrency)
             .ok()
             .and_then(NonZeroU32::new)
             .unwrap_or(NonZeroU32::MIN);
+        let rate = delivery.org_rate_cap().map(|per_minute| {
+            RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst))
+        });
         Self {
             mapping_file,
             limit: Arc::new(AdaptiveLimit::new(delivery.org_concurrency)),
-            rate: RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst)),
+            rate,
             metadata: MetadataCache::default(),
+            // Never longer than the pause itself can be (backoff_max bounds it).
+            store_catch_up: STORE_CATCH_UP
+                .min(delivery.retry_for_destination("dataverse").backoff_max),
+        }
+    }
+
+    /// Right before a create: the optional fixed request budget; what the
+    /// last 429s were, for the concurrency limit to settle its cut
+    /// ([`AdaptiveLimit::review`]); then, if a 429 of this organization
+    /// came a moment ago (its pause may not be in the store yet), a wait
+    /// until the store must have it, so that the pause check that follows
+    /// postpones this attempt instead of letting it out inside Retry-After
+    /// (see `dataverse::quiet`).
+    pub(super) async fn before_send(&self, dataverse: &DataverseClient, org_url: &url::Url) {
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        self.limit.review(dataverse.last_throttles(org_url));
+        let wait = dataverse.hold_for_pause(org_url, self.store_catch_up);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
 }

@@ -14,4 +14,5 @@ mod metadata;
 mod pauses;
 mod reload;
 mod restart;
+mod throttling;
 mod tokens;

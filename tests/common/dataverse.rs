@@ -1,10 +1,11 @@
 //! A fake of Dataverse's Web API that answers like the real service: record
 //! creation (stateful: it keeps what it created and refuses a second create
-//! with the same key), OData error bodies, throttling with Retry-After, the
-//! lead entity's metadata and WhoAmI. Needs nothing else from
+//! with the same key), OData error bodies, throttling with Retry-After and
+//! Dataverse's service protection limits ([`Plan::ServiceLimits`]). The lead
+//! metadata and WhoAmI are in `dataverse_metadata`. Needs nothing else from
 //! `tests/common`, so that `benches/drain.rs` can include it too.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,11 @@ pub const BUSINESS_UNIT_ID: &str = "0a8c2e11-6b1c-ef11-840a-000d3a4b2c1d";
 pub const ORGANIZATION_ID: &str = "c7b3e9d2-6a1c-ef11-a72e-000d3a4b2c1d";
 
 // ---- answers --------------------------------------------------------------
+
+/// Dataverse's error code for the limit on requests per window.
+pub const REQUESTS_LIMIT: &str = "0x80072322";
+/// Dataverse's error code for the limit on concurrent requests.
+pub const CONCURRENCY_LIMIT: &str = "0x80072326";
 
 /// A mock of `POST /api/data/v9.2/leads`, still to be given its answer.
 pub fn on_lead_create() -> MockBuilder {
@@ -57,14 +63,26 @@ impl Reply {
     }
 
     fn throttled(retry_after_s: u64) -> Self {
-        let message =
-            "Number of requests exceeded the limit of 6000 over time window of 300 seconds.";
-        Self::limited("0x80072322", message, retry_after_s)
+        Self::too_many_requests(6000, Duration::from_secs(300), retry_after_s)
+    }
+
+    /// The limit on requests per sliding window (Dataverse: 6000 per 300 s).
+    fn too_many_requests(limit: usize, window: Duration, retry_after_s: u64) -> Self {
+        let message = format!(
+            "Number of requests exceeded the limit of {limit} over time window of {} seconds.",
+            window.as_secs()
+        );
+        Self::limited(REQUESTS_LIMIT, &message, retry_after_s)
     }
 
     fn too_many_concurrent(retry_after_s: u64) -> Self {
-        let message = "Number of concurrent requests exceeded the limit of 52.";
-        Self::limited("0x80072326", message, retry_after_s)
+        Self::concurrency_exceeded(52, retry_after_s)
+    }
+
+    /// The limit on concurrent requests (Dataverse: 52).
+    fn concurrency_exceeded(limit: usize, retry_after_s: u64) -> Self {
+        let message = format!("Number of concurrent requests exceeded the limit of {limit}.");
+        Self::limited(CONCURRENCY_LIMIT, &message, retry_after_s)
     }
 
     fn service_unavailable() -> Self {
@@ -142,6 +160,8 @@ pub struct Logged {
     pub retry_after: Option<Duration>,
     /// When its answer leaves (after the latency, if it has one).
     pub answered: Instant,
+    /// The error code of a refusal for a service protection limit.
+    pub limit_code: Option<&'static str>,
 }
 
 /// What the fake does with the n-th request (1-based) before creating.
@@ -165,6 +185,45 @@ pub enum Plan {
         max_in_flight: usize,
         retry_after_s: u64,
     },
+    /// Dataverse's service protection limits for one user (all requests
+    /// share them); a request over one gets 429 at once.
+    ServiceLimits(ServiceLimits),
+}
+
+/// Service protection limits as Dataverse applies them to one user: a
+/// number of requests per sliding window and a number of requests being
+/// answered at once. (Dataverse's third limit, combined execution time,
+/// is not modelled: with a fixed latency it is a concurrency limit.)
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceLimits {
+    /// Requests admitted in any `window`; a refused request does not count.
+    pub requests: usize,
+    pub window: Duration,
+    /// Requests being answered at once.
+    pub max_in_flight: usize,
+    /// Retry-After of a refusal for concurrency: it clears as soon as an
+    /// answer leaves, so Dataverse asks for a short wait.
+    pub concurrency_retry_after_s: u64,
+}
+
+impl ServiceLimits {
+    /// Dataverse's defaults: 6000 requests per 5 minutes, 52 concurrent.
+    pub const DATAVERSE: Self = Self {
+        requests: 6000,
+        window: Duration::from_secs(300),
+        max_in_flight: 52,
+        concurrency_retry_after_s: 1,
+    };
+
+    /// `requests` per second, `max_in_flight` at once.
+    pub fn per_second(requests: usize, max_in_flight: usize) -> Self {
+        Self {
+            requests,
+            window: Duration::from_secs(1),
+            max_in_flight,
+            concurrency_retry_after_s: 1,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -172,6 +231,9 @@ struct State {
     records: HashMap<String, Value>,
     log: Vec<Logged>,
     peak_in_flight: usize,
+    /// Arrival times of the requests [`Plan::ServiceLimits`] admitted, oldest
+    /// first, as far back as its window reaches.
+    admitted: VecDeque<Instant>,
 }
 
 impl State {
@@ -184,6 +246,41 @@ impl State {
             .take_while(|l| l.at + latency > now)
             .filter(|l| l.answered > now)
             .count()
+    }
+
+    /// Admits a request arriving at `at` with `in_flight` being answered
+    /// (itself included), or refuses it with 429 and its Retry-After.
+    fn admit(
+        &mut self,
+        limits: &ServiceLimits,
+        at: Instant,
+        in_flight: usize,
+    ) -> Option<(Reply, Duration, &'static str)> {
+        while self
+            .admitted
+            .front()
+            .is_some_and(|first| *first + limits.window <= at)
+        {
+            self.admitted.pop_front();
+        }
+        if self.admitted.len() >= limits.requests {
+            // The window admits again when its oldest request leaves it;
+            // Retry-After is whole seconds, rounded up.
+            let wait = self
+                .admitted
+                .front()
+                .map_or(limits.window, |first| (*first + limits.window) - at);
+            let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            let reply = Reply::too_many_requests(limits.requests, limits.window, secs);
+            return Some((reply, Duration::from_secs(secs), REQUESTS_LIMIT));
+        }
+        if in_flight > limits.max_in_flight {
+            let secs = limits.concurrency_retry_after_s;
+            let reply = Reply::concurrency_exceeded(limits.max_in_flight, secs);
+            return Some((reply, Duration::from_secs(secs), CONCURRENCY_LIMIT));
+        }
+        self.admitted.push_back(at);
+        None
     }
 
     fn create(&mut self, base: &str, body: &[u8], keep_body: bool) -> Reply {
@@ -245,7 +342,7 @@ impl FakeDataverse {
     }
 
     /// How long each answer takes (refusals of [`Plan::ConcurrencyLimit`]
-    /// excepted: they are immediate).
+    /// and [`Plan::ServiceLimits`] excepted: they are immediate).
     pub fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
         self
@@ -268,34 +365,49 @@ impl FakeDataverse {
         let in_flight = s.in_flight(at, self.latency) + 1;
         s.peak_in_flight = s.peak_in_flight.max(in_flight);
         let mut latency = self.latency;
-        let (reply, retry_after) = match self.plan {
-            Plan::ConcurrencyLimit {
-                max_in_flight,
-                retry_after_s,
-            } if in_flight > max_in_flight => {
-                latency = Duration::ZERO;
-                let ra = Duration::from_secs(retry_after_s);
-                (Reply::too_many_concurrent(retry_after_s), Some(ra))
+        let refused = match &self.plan {
+            Plan::ServiceLimits(limits) => s.admit(limits, at, in_flight),
+            _ => None,
+        };
+        let mut limit_code = refused.as_ref().map(|r| r.2);
+        let (reply, retry_after) = if let Some((reply, ra, _)) = refused {
+            latency = Duration::ZERO;
+            (reply, Some(ra))
+        } else {
+            match self.plan {
+                Plan::ConcurrencyLimit {
+                    max_in_flight,
+                    retry_after_s,
+                } if in_flight > max_in_flight => {
+                    latency = Duration::ZERO;
+                    limit_code = Some(CONCURRENCY_LIMIT);
+                    let ra = Duration::from_secs(retry_after_s);
+                    (Reply::too_many_concurrent(retry_after_s), Some(ra))
+                }
+                Plan::ThrottleAndFlaky {
+                    throttle_every,
+                    retry_after_s,
+                    ..
+                } if n.is_multiple_of(throttle_every) => {
+                    limit_code = Some(REQUESTS_LIMIT);
+                    let ra = Duration::from_secs(retry_after_s);
+                    (Reply::throttled(retry_after_s), Some(ra))
+                }
+                Plan::Flaky { every }
+                | Plan::ThrottleAndFlaky {
+                    flaky_every: every, ..
+                } if n.is_multiple_of(every) => {
+                    (Reply::error(503, "", "Service Unavailable"), None)
+                }
+                _ => (s.create(&self.base, body, self.keep_bodies), None),
             }
-            Plan::ThrottleAndFlaky {
-                throttle_every,
-                retry_after_s,
-                ..
-            } if n.is_multiple_of(throttle_every) => {
-                let ra = Duration::from_secs(retry_after_s);
-                (Reply::throttled(retry_after_s), Some(ra))
-            }
-            Plan::Flaky { every }
-            | Plan::ThrottleAndFlaky {
-                flaky_every: every, ..
-            } if n.is_multiple_of(every) => (Reply::error(503, "", "Service Unavailable"), None),
-            _ => (s.create(&self.base, body, self.keep_bodies), None),
         };
         s.log.push(Logged {
             at,
             status: reply.status,
             retry_after,
             answered: at + latency,
+            limit_code,
         });
         (reply, latency)
     }
@@ -444,168 +556,4 @@ pub async fn mount_created(server: &MockServer) -> FakeDataverse {
     let fake = FakeDataverse::new(server);
     fake.mount(server).await;
     fake
-}
-
-// ---- metadata and WhoAmI ----------------------------------------------------
-
-/// `(logical name, AttributeType, IsValidForCreate, MaxLength)` of the lead
-/// columns the fake knows, as a default organization has them.
-pub const LEAD_COLUMNS: &[(&str, &str, bool, Option<u32>)] = &[
-    ("leadid", "Uniqueidentifier", true, None),
-    ("subject", "String", true, Some(300)),
-    ("firstname", "String", true, Some(50)),
-    ("lastname", "String", true, Some(50)),
-    ("fullname", "String", false, Some(160)),
-    ("emailaddress1", "String", true, Some(100)),
-    ("telephone1", "String", true, Some(50)),
-    ("mobilephone", "String", true, Some(20)),
-    ("companyname", "String", true, Some(100)),
-    ("jobtitle", "String", true, Some(100)),
-    ("address1_country", "String", true, Some(80)),
-    ("websiteurl", "String", true, Some(200)),
-    ("description", "Memo", true, Some(2000)),
-    ("leadsourcecode", "Picklist", true, None),
-    ("ownerid", "Owner", true, None),
-    ("parentaccountid", "Lookup", true, None),
-    ("statecode", "State", true, None),
-    ("statuscode", "Status", true, None),
-    ("donotemail", "Boolean", true, None),
-    ("createdon", "DateTime", false, None),
-];
-
-const LEAD_SOURCE_OPTIONS: [(i64, &str); 10] = [
-    (1, "Advertisement"),
-    (2, "Employee Referral"),
-    (3, "External Referral"),
-    (4, "Partner"),
-    (5, "Public Relations"),
-    (6, "Seminar"),
-    (7, "Trade Show"),
-    (8, "Web"),
-    (9, "Word of Mouth"),
-    (10, "Other"),
-];
-
-fn metadata_id(i: usize) -> String {
-    format!(
-        "{:08x}-c699-e311-9752-6c3be5a87df0",
-        0x7919_4881u32 + i as u32
-    )
-}
-
-fn odata_type(attribute_type: &str) -> String {
-    let t = match attribute_type {
-        "Owner" | "Lookup" | "Customer" => "Lookup",
-        other => other,
-    };
-    format!("#Microsoft.Dynamics.CRM.{t}AttributeMetadata")
-}
-
-/// The answers of `EntityDefinitions(LogicalName='lead')/Attributes…`, shaped
-/// like Dataverse's (`@odata.context`, `@odata.type`, `MetadataId`), with
-/// `subject` limited to `subject_max` characters.
-pub fn lead_metadata(base: &str, subject_max: u32) -> [(String, Value); 4] {
-    let context = |sel: &str| {
-        format!("{base}/api/data/v9.2/$metadata#EntityDefinitions('lead')/Attributes{sel}")
-    };
-    let all: Vec<Value> = LEAD_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, ty, create, _))| {
-            json!({
-                "@odata.type": odata_type(ty),
-                "LogicalName": name,
-                "AttributeType": ty,
-                "IsValidForCreate": create,
-                "MetadataId": metadata_id(i),
-            })
-        })
-        .collect();
-    let with_max = |kind: &str| -> Vec<Value> {
-        LEAD_COLUMNS
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, ty, _, _))| *ty == kind)
-            .map(|(i, (name, _, _, max))| {
-                let max = if *name == "subject" {
-                    Some(subject_max)
-                } else {
-                    *max
-                };
-                json!({"LogicalName": name, "MaxLength": max, "MetadataId": metadata_id(i)})
-            })
-            .collect()
-    };
-    let options: Vec<Value> = LEAD_SOURCE_OPTIONS
-        .iter()
-        .map(|(v, label)| {
-            json!({
-                "Value": v,
-                "Color": null,
-                "IsManaged": true,
-                "Label": {
-                    "LocalizedLabels": [{"Label": label, "LanguageCode": 1033, "IsManaged": true}],
-                    "UserLocalizedLabel": {"Label": label, "LanguageCode": 1033, "IsManaged": true},
-                },
-            })
-        })
-        .collect();
-    [
-        (
-            ENTITY_PATH.to_owned(),
-            json!({"@odata.context": context("(LogicalName,AttributeType,IsValidForCreate)"), "value": all}),
-        ),
-        (
-            format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.StringAttributeMetadata"),
-            json!({"@odata.context": context("/Microsoft.Dynamics.CRM.StringAttributeMetadata(LogicalName,MaxLength)"), "value": with_max("String")}),
-        ),
-        (
-            format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.MemoAttributeMetadata"),
-            json!({"@odata.context": context("/Microsoft.Dynamics.CRM.MemoAttributeMetadata(LogicalName,MaxLength)"), "value": with_max("Memo")}),
-        ),
-        (
-            format!("{ENTITY_PATH}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"),
-            json!({
-                "@odata.context": context("/Microsoft.Dynamics.CRM.PicklistAttributeMetadata(LogicalName,OptionSet())"),
-                "value": [{
-                    "LogicalName": "leadsourcecode",
-                    "MetadataId": metadata_id(13),
-                    "OptionSet@odata.context": context("(13)/OptionSet"),
-                    "OptionSet": {"MetadataId": "3b9c4f6e-0000-4000-8000-000000000013", "Options": options},
-                }],
-            }),
-        ),
-    ]
-}
-
-pub async fn mount_metadata(server: &MockServer, subject_max: u32) {
-    for (p, body) in lead_metadata(&server.uri(), subject_max) {
-        Mock::given(method("GET"))
-            .and(path(p.as_str()))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .insert_header("OData-Version", "4.0")
-                    .set_body_json(body),
-            )
-            .mount(server)
-            .await;
-    }
-}
-
-pub async fn mount_whoami(server: &MockServer) {
-    Mock::given(method("GET"))
-        .and(path(WHOAMI_PATH))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("OData-Version", "4.0")
-                .insert_header("x-ms-dop-hint", "4")
-                .set_body_json(json!({
-                    "@odata.context": format!("{}/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", server.uri()),
-                    "BusinessUnitId": BUSINESS_UNIT_ID,
-                    "UserId": USER_ID,
-                    "OrganizationId": ORGANIZATION_ID,
-                })),
-        )
-        .mount(server)
-        .await;
 }

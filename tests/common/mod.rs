@@ -3,17 +3,20 @@
 //! that answer like the real services (status codes, headers, error bodies).
 //!
 //! - [`binary`]: the `leadbridge` binary as a child process.
-//! - [`dataverse`]: the Dataverse fake (record creation, errors, metadata).
+//! - [`dataverse`]: the Dataverse fake (record creation, errors, service
+//!   protection limits); [`dataverse_metadata`]: its metadata and WhoAmI.
 //! - [`entra`]: the Entra ID token endpoint fake.
 
 #![allow(dead_code)]
 
 pub mod binary;
 pub mod dataverse;
+pub mod dataverse_metadata;
 pub mod entra;
 
 pub use binary::*;
 pub use dataverse::*;
+pub use dataverse_metadata::*;
 pub use entra::*;
 
 use std::collections::HashMap;
