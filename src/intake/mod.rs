@@ -183,6 +183,15 @@ where
         Err(_) => return Err(ApiError::BodyTimeout(intake.body_read_timeout)),
     };
 
+    if is_utf16(&bytes) {
+        return Err(ApiError::InvalidJson(
+            "the body is UTF-16; JSON must be sent as UTF-8 (RFC 8259)".into(),
+        ));
+    }
+    // A UTF-8 byte-order mark is noise some senders add; the lead is the rest.
+    let bytes = bytes
+        .strip_prefix(UTF8_BOM)
+        .map_or(bytes.clone(), |rest| bytes.slice_ref(rest));
     let (lead, document) = Lead::parse_json(&bytes).map_err(|e| match e {
         ParseError::Json(e) => ApiError::InvalidJson(e.to_string()),
         ParseError::Lead(e) => ApiError::InvalidLead(e.to_string()),
@@ -239,6 +248,18 @@ fn is_json(content_type: &str) -> bool {
         .trim()
         .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A UTF-16 byte-order mark, or the zero byte beside an ASCII character
+/// that UTF-16 puts in front of or after every `{`, `[` or `"`.
+fn is_utf16(b: &[u8]) -> bool {
+    match b {
+        [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => true,
+        [a, 0, ..] | [0, a, ..] => *a != 0,
+        _ => false,
+    }
 }
 
 /// Why a body was not read whole.

@@ -8,6 +8,7 @@ mod blocking;
 mod credentials;
 mod delivery;
 mod durability;
+mod hostile;
 mod intake;
 mod listener;
 mod metadata;

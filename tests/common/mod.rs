@@ -79,6 +79,8 @@ pub struct TestConfig {
     pub delivery_toml: String,
     /// Extra `[server]` lines.
     pub server_toml: String,
+    /// `[server] max_body_bytes` (4096).
+    pub max_body_bytes: usize,
     /// `[delivery] lease`; `None` leaves the product default (30 s).
     pub lease: Option<&'static str>,
     /// `[delivery] request_timeout` (2 s).
@@ -107,6 +109,7 @@ impl Default for TestConfig {
             backoff: ("100ms", "400ms"),
             delivery_toml: String::new(),
             server_toml: String::new(),
+            max_body_bytes: 4096,
             lease: None,
             request_timeout: "2s",
             store_url: None,
@@ -228,7 +231,7 @@ impl Fakes {
             r#"
 [server]
 listen = "127.0.0.1:0"
-max_body_bytes = 4096
+max_body_bytes = {max_body_bytes}
 {server_extra}
 
 [admin]
@@ -273,6 +276,7 @@ client_id = "{CLIENT_ID}"
             backoff_max = cfg.backoff.1,
             delivery_extra = cfg.delivery_toml,
             server_extra = cfg.server_toml,
+            max_body_bytes = cfg.max_body_bytes,
             request_timeout = cfg.request_timeout,
             lease = cfg
                 .lease
