@@ -39,6 +39,8 @@ use warp::http::StatusCode;
 use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Reply;
 
+mod common;
+
 // The integration tests' fakes of Dataverse and Entra ID.
 #[allow(dead_code)]
 #[path = "../tests/common/dataverse.rs"]
@@ -230,22 +232,7 @@ async fn main() {
     };
     let (fake_url, fake) = start_fake(a.latency, plan).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store_url = match &a.postgres {
-        Some(base) => {
-            sqlx::any::install_default_drivers();
-            let name = format!("lb_bench_{}", Uuid::new_v4().simple());
-            let pool = sqlx::AnyPool::connect(base).await.expect("PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&pool)
-                .await
-                .expect("create db");
-            format!(
-                "{}/{name}",
-                base.rsplit_once('/').map_or(base.as_str(), |(p, _)| p)
-            )
-        }
-        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
-    };
+    let store_url = common::store_url(dir.path(), a.postgres.as_deref()).await;
     let config = dir.path().join("bench.toml");
     let delivery = if a.scenario.is_some() {
         // The application's defaults, unless told otherwise.

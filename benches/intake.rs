@@ -19,6 +19,8 @@ use leadbridge::startup::{Application, WorkerMode};
 use uuid::Uuid;
 use warp::Filter;
 
+mod common;
+
 const SECRET: &str = "bench-secret-0123456789";
 
 struct Args {
@@ -151,27 +153,11 @@ async fn bare_handler() -> String {
     format!("http://{addr}/leads/contoso?code={SECRET}")
 }
 
-async fn store_url(dir: &tempfile::TempDir, postgres: Option<&str>) -> String {
-    match postgres {
-        Some(base) => {
-            sqlx::any::install_default_drivers();
-            let name = format!("lb_bench_{}", Uuid::new_v4().simple());
-            let pool = sqlx::AnyPool::connect(base).await.expect("PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&pool)
-                .await
-                .expect("create db");
-            format!("{}/{name}", base.rsplit_once('/').map_or(base, |(p, _)| p))
-        }
-        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_url(&dir, a.postgres.as_deref()).await;
+    let store = common::store_url(dir.path(), a.postgres.as_deref()).await;
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,

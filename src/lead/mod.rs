@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 pub use fingerprint::fingerprint;
 pub use org::{InvalidOrgName, OrgName};
-pub(crate) use pii::Redactor;
+pub use pii::Redactor;
 pub use source::{ActionCode, LeadSource};
 
 /// Marker Partner Center puts into the leads it sends on "Validate" and after "Publish".

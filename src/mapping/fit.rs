@@ -57,11 +57,7 @@ pub struct Fitted {
 impl Mapping {
     /// Fits `body` to its columns; `meta` is the entity's column metadata
     /// when it could be had.
-    pub(crate) fn fit(
-        &self,
-        body: &mut Map<String, Value>,
-        meta: Option<&EntityMetadata>,
-    ) -> Fitted {
+    pub fn fit(&self, body: &mut Map<String, Value>, meta: Option<&EntityMetadata>) -> Fitted {
         let mut fitted = Fitted::default();
         let mut notes = Vec::new();
         let columns: Vec<String> = body
