@@ -144,15 +144,8 @@ async fn refused_credentials_block_the_organization_with_entras_description() {
     }
 }
 
-#[tokio::test]
-async fn an_unavailable_token_endpoint_is_retried() {
-    // The second answer's Retry-After is a wait on the clock: the worker's
-    // own loop must keep it (and backoff_max, its bound, be longer).
-    let t = TestApp::spawn_with(TestConfig {
-        backoff: ("100ms", "5s"),
-        ..TestConfig::background_worker()
-    })
-    .await;
+/// The first token request gets Entra's 503 `temporarily_unavailable`.
+async fn first_token_request_unavailable(t: &TestApp) {
     on_token_request()
         .respond_with(entra_error(
             503,
@@ -164,6 +157,18 @@ async fn an_unavailable_token_endpoint_is_retried() {
         .with_priority(1)
         .mount(&t.entra)
         .await;
+}
+
+#[tokio::test]
+async fn an_unavailable_token_endpoint_is_retried() {
+    // The second answer's Retry-After is a wait on the clock: the worker's
+    // own loop must keep it (and backoff_max, its bound, be longer).
+    let t = TestApp::spawn_with(TestConfig {
+        backoff: ("100ms", "5s"),
+        ..TestConfig::background_worker()
+    })
+    .await;
+    first_token_request_unavailable(&t).await;
     on_token_request()
         .respond_with(
             entra_error(
@@ -200,17 +205,7 @@ async fn a_failing_token_endpoint_gets_one_request_not_one_per_waiting_delivery(
         ..TestConfig::default()
     })
     .await;
-    on_token_request()
-        .respond_with(entra_error(
-            503,
-            "temporarily_unavailable",
-            50000,
-            "There was an error issuing a token.",
-        ))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&t.entra)
-        .await;
+    first_token_request_unavailable(&t).await;
     mount_token(&t.entra, "token-1").await;
     mount_created(&t.dataverse).await;
     let mut ids = Vec::new();
