@@ -325,7 +325,9 @@ pub trait Store: Send + Sync + 'static {
     /// operator's "resume", e.g. after a `Retry-After` that was far too long.
     async fn unpause(&self, org: &OrgName, now: OffsetDateTime) -> Result<Unpaused, StoreError>;
 
-    /// When the next pending delivery becomes due, if any.
+    /// When the next waiting delivery becomes due, if any: not before its
+    /// organization's pause ends; never for a blocked organization (its
+    /// probes come at the poll interval).
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 
     async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryView>, StoreError>;

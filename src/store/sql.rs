@@ -330,9 +330,17 @@ impl Store for SqlStore {
     async fn next_due_at(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(self.sql(
             // Leased ones are in flight; if their worker died, the poll
-            // interval bounds how late their lease expiry is noticed.
-            "SELECT MIN(next_attempt_at) FROM deliveries \
-             WHERE status IN ('pending', 'retrying') AND lease_token IS NULL",
+            // interval bounds how late their lease expiry is noticed. A
+            // paused organization's deliveries are due when its pause ends,
+            // a blocked one's when a probe takes them (at the poll interval):
+            // counting them as due now would have the worker spin.
+            "SELECT MIN(CASE WHEN t.paused_until > d.next_attempt_at \
+                        THEN t.paused_until ELSE d.next_attempt_at END) \
+             FROM deliveries d \
+             LEFT JOIN throttles t ON t.org = d.org AND t.destination = d.destination \
+             WHERE d.status IN ('pending', 'retrying') AND d.lease_token IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM organization_blocks b \
+                 WHERE b.org = d.org AND b.destination = d.destination)",
         ))
         .fetch_one(&self.pool)
         .await?;

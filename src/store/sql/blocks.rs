@@ -228,6 +228,11 @@ mod tests {
                 s.claim_due(now, LEASE, 10, &[]).await.unwrap().is_empty(),
                 "{name}: a blocked organization is passed over"
             );
+            assert_eq!(
+                s.next_due_at().await.unwrap(),
+                None,
+                "{name}: nothing the worker should wake for"
+            );
             let next = probe_at + Duration::from_secs(60);
             assert!(
                 s.take_probes(now, next, LEASE).await.unwrap().is_empty(),

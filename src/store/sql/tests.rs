@@ -217,6 +217,11 @@ async fn retries_wait_until_due_and_paused_orgs_and_skipped_orgs_are_not_claimed
             s.claim_due(next, LEASE, 10, &[]).await.unwrap().is_empty(),
             "{name}: paused org"
         );
+        assert_eq!(
+            s.next_due_at().await.unwrap().map(to_millis),
+            Some(to_millis(until)),
+            "{name}: due when the pause ends, not before"
+        );
 
         let c = s.claim_due(until, LEASE, 10, &[]).await.unwrap();
         assert_eq!(c.len(), 1, "{name}");
