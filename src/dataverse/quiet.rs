@@ -80,8 +80,13 @@ fn window_limit(message: &str) -> Option<(u32, Duration)> {
     };
     let requests = u32::try_from(number_after("limit of ")?).ok()?;
     let window = Duration::from_secs(number_after("time window of ")?);
-    (requests > 0 && !window.is_zero()).then_some((requests, window))
+    // Dataverse's windows are minutes long; a message stating days is not
+    // Dataverse's (a proxy, a test), and would overflow the pace arithmetic.
+    (requests > 0 && !window.is_zero() && window <= MAX_WINDOW).then_some((requests, window))
 }
+
+/// The longest window a stated limit is believed for.
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Dataverse's error code for "Number of requests exceeded the limit of N
 /// over time window of W seconds."
@@ -269,6 +274,16 @@ mod tests {
             window_limit("the limit of 0 over time window of 1 seconds"),
             None
         );
+        // From the network: an absurd window must neither be believed nor
+        // overflow the pace (a panic in the delivery).
+        let absurd = DataverseError {
+            message: "Number of requests exceeded the limit of 1 over time window of 18446744073709551615 seconds.".into(),
+            ..e
+        };
+        assert_eq!(window_limit(&absurd.message), None);
+        let q = Quiet::default();
+        q.note(&url(), &absurd);
+        assert!(q.pace(&url()).is_none());
     }
 
     #[test]
