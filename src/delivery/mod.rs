@@ -103,6 +103,10 @@ pub(crate) struct Worker {
     deps: Arc<Deps>,
     /// Intake pokes this after storing a lead, so delivery starts at once.
     wake: Arc<Notify>,
+    /// When blocked organizations' probes were last looked for: taking them
+    /// is a write, so not on every claim of a busy loop but once per poll
+    /// interval (which is how soon a due probe is noticed anyway).
+    probes_checked: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Worker {
@@ -110,6 +114,7 @@ impl Worker {
         Self {
             deps: Arc::new(deps),
             wake,
+            probes_checked: std::sync::Mutex::new(None),
         }
     }
 
@@ -118,6 +123,8 @@ impl Worker {
     /// deliveries it claimed, so that a caller can repeat until the queue has
     /// nothing due.
     pub(crate) async fn run_once(&self) -> usize {
+        // A pass looks for due probes whatever the last one did.
+        *self.probes_lock() = None;
         let mut in_flight = InFlight::default();
         let (jobs, _) = self.claim(self.deps.settings.concurrency).await;
         let claimed = jobs.len();
@@ -200,11 +207,31 @@ impl Worker {
     /// says the store had at least as many due as were asked for (and none
     /// went back), so another claim right away may find more.
     async fn claim(&self, free: usize) -> (Vec<Job>, bool) {
-        let mut jobs = self.probes().await;
+        let mut jobs = if self.probes_due() {
+            self.probes().await
+        } else {
+            Vec::new()
+        };
         let free = free.saturating_sub(jobs.len());
         let (more, full_batch) = self.claim_due(free).await;
         jobs.extend(more);
         (jobs, full_batch)
+    }
+
+    fn probes_lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.probes_checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether to look for due probes now (and note that we did).
+    fn probes_due(&self) -> bool {
+        let mut last = self.probes_lock();
+        let due = last.is_none_or(|at| at.elapsed() >= self.deps.settings.poll_interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     /// One delivery of each blocked organization whose probe is due.

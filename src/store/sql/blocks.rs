@@ -12,7 +12,8 @@ use super::{Dialect, SqlStore};
 use crate::ids::LeaseToken;
 use crate::lead::OrgName;
 use crate::store::{
-    Block, ClaimedDelivery, Destination, StoreError, from_millis, parse_name, parse_org, to_millis,
+    Block, ClaimedDelivery, Destination, StoreError, from_millis, lease_end, parse_name, parse_org,
+    to_millis,
 };
 
 impl SqlStore {
@@ -138,9 +139,7 @@ impl SqlStore {
                    ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
             }
         };
-        let lease_until = to_millis(
-            now.saturating_add(time::Duration::try_from(lease).unwrap_or(time::Duration::MAX)),
-        );
+        let lease_until = to_millis(lease_end(now, lease));
         let mut probes = Vec::with_capacity(due.len());
         for row in &due {
             let org: String = row.try_get("org")?;
