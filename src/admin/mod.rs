@@ -4,7 +4,9 @@
 //!   503 with the reason otherwise (the Kubernetes readiness probe);
 //! - `GET /metrics`: Prometheus text, without authentication so that
 //!   Prometheus can scrape it;
-//! - `/admin/...`: operator routes behind `Authorization: Bearer <admin.token>`.
+//! - `/admin/...`: operator routes behind `Authorization: Bearer <admin.token>`;
+//! - `/` and below: the delivery history page for a browser ([`history`]),
+//!   behind a login with the same token.
 //!
 //! Adding an admin route: write a warp filter that extracts a [`Response`]
 //! and `.or()` it into [`api`]; the bearer check and the JSON error answers
@@ -12,6 +14,7 @@
 
 mod config_view;
 mod deliveries;
+mod history;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -63,7 +66,9 @@ pub fn routes(
     readyz
         .or(metrics)
         .unify()
-        .or(admin(state))
+        .or(admin(Arc::clone(&state)))
+        .unify()
+        .or(history::routes(state))
         .unify()
         .recover(recover)
         .unify()
@@ -237,7 +242,7 @@ async fn recover(r: Rejection) -> Result<Response, Infallible> {
         None => error_reply(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such route: the admin listener serves /readyz, /metrics and /admin/...",
+            "no such route: the admin listener serves /readyz, /metrics, /admin/... and the history page at /",
         ),
     };
     Ok(response)

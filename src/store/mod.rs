@@ -6,6 +6,7 @@
 //! SQLite (embedded default) and PostgreSQL (several replicas).
 
 mod group_commit;
+mod history;
 mod sql;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::ids::{DeliveryId, LeadId, LeaseToken, RecordId};
 use crate::lead::OrgName;
 
 pub use group_commit::GroupCommit;
+pub use history::{HistoryCursor, HistoryEntry, HistoryPage, HistoryQuery, InvalidCursor, Pause};
 pub(crate) use sql::SqlStore;
 
 /// An enum stored by name and shown to operators under the same name: the
@@ -26,7 +28,7 @@ macro_rules! named_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)* }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-        #[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+        #[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::VariantArray)]
         #[serde(rename_all = "snake_case")]
         #[strum(serialize_all = "snake_case")]
         pub enum $name {
@@ -411,6 +413,16 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every block's probe due now: at start, the configuration may
     /// have changed and the cause be gone.
     async fn probe_blocks_now(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// One page of the delivery history for the history page: newest first,
+    /// filtered and searched as `query` says, from its keyset position.
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// The lead document as received.
+    async fn lead_payload(&self, lead_id: LeadId) -> Result<Option<String>, StoreError>;
+
+    /// Every Retry-After pause still in force at `now`, by organization.
+    async fn pauses(&self, now: OffsetDateTime) -> Result<Vec<Pause>, StoreError>;
 }
 
 /// Opens the store named by `store.url`, creating and migrating it as needed.

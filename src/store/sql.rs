@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 mod blocks;
+mod history;
 mod intake;
 mod operator;
 mod pauses;
@@ -18,8 +19,9 @@ use time::OffsetDateTime;
 
 use super::{
     AttemptOutcome, AttemptView, Block, ClaimedDelivery, DeliveryFilter, DeliveryStatus,
-    DeliveryView, Destination, Inserted, NewLead, Purged, QueueStats, RetryResult, Store,
-    StoreError, Unpaused, from_millis, lease_end, single_process, to_millis,
+    DeliveryView, Destination, HistoryEntry, HistoryQuery, Inserted, NewLead, Pause, Purged,
+    QueueStats, RetryResult, Store, StoreError, Unpaused, from_millis, lease_end, single_process,
+    to_millis,
 };
 use crate::ids::{DeliveryId, LeadId, LeaseToken};
 use crate::lead::OrgName;
@@ -435,6 +437,18 @@ impl Store for SqlStore {
 
     async fn probe_blocks_now(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         SqlStore::probe_blocks_now(self, now).await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+        SqlStore::history(self, query).await
+    }
+
+    async fn lead_payload(&self, lead_id: LeadId) -> Result<Option<String>, StoreError> {
+        SqlStore::lead_payload(self, lead_id).await
+    }
+
+    async fn pauses(&self, now: OffsetDateTime) -> Result<Vec<Pause>, StoreError> {
+        SqlStore::pauses(self, now).await
     }
 }
 

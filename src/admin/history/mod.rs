@@ -1,0 +1,708 @@
+//! The delivery history page at `/` on the admin listener (never the public
+//! one): the deliveries newest first with filters and search, one delivery
+//! with its lead, rendered record and attempts, Replay, and the blocked or
+//! paused organizations with Unblock and Unpause. Server-rendered HTML (maud,
+//! compiled in) and one stylesheet served from here: no script, no CDN.
+//!
+//! - Off, like the admin API, when no `admin.token` is configured (404).
+//! - A login form takes the admin token and opens a [`session`]; every page
+//!   but the login answers a redirect to it without one, and shows no lead
+//!   data.
+//! - Every POST must come from this site (`Origin`, or `Referer`, naming the
+//!   host it was sent to) and carry the session's CSRF token.
+//! - Personal data (names, e-mail addresses) is shown, never put in a URL or
+//!   a log line: the search is POSTed and kept in the session; every answer
+//!   is `Cache-Control: no-store`.
+//! - Replay is the store's `retry`, unpause and unblock are its `unpause`
+//!   and `unblock`: the same as `leadbridge deliveries retry | unpause`.
+
+mod detail_view;
+mod filters;
+mod list_view;
+mod request;
+mod session;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::Value;
+use time::OffsetDateTime;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+
+use super::{AdminState, error_reply};
+use crate::ids::DeliveryId;
+use crate::lead::{Lead, OrgName};
+use crate::mapping::RenderContext;
+use crate::store::{DeliveryView, Destination, HistoryPage, HistoryQuery, RetryResult, StoreError};
+use filters::Filters;
+use request::{RequestInfo, finish, html, see_other};
+use session::{COOKIE, LIFETIME, Session, Sessions};
+use views::Chrome;
+
+/// Where the stylesheet is served.
+const STYLESHEET: &str = "/assets/history.css";
+const CSS: &str = include_str!("history.css");
+
+/// Deliveries on one page of the list.
+const PAGE_SIZE: u32 = 50;
+/// A form body larger than this is refused (a "replay all shown" of a
+/// full page is about 3 KiB).
+const FORM_LIMIT: u64 = 64 * 1024;
+/// At most this many deliveries in one "replay all shown".
+const MAX_REPLAY: usize = 500;
+/// Searches are cut to this many characters.
+const MAX_SEARCH: usize = 200;
+
+/// The page's own state: the admin state and the open sessions.
+struct HistoryPageState {
+    admin: Arc<AdminState>,
+    sessions: Sessions,
+}
+
+/// A form body's fields, in order (a field may repeat).
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        Self(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn as_query(&self) -> HashMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+/// Every route of the page; they answer only while an admin token is configured.
+pub(super) fn routes(admin: Arc<AdminState>) -> BoxedFilter<(Response,)> {
+    let enabled = admin.settings.admin.token.is_some();
+    let state = Arc::new(HistoryPageState {
+        admin,
+        sessions: Sessions::default(),
+    });
+    let on = warp::any()
+        .and_then(move || async move {
+            if enabled {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    let with = warp::any().map(move || Arc::clone(&state));
+    let form = warp::body::content_length_limit(FORM_LIMIT).and(warp::body::bytes());
+    type S = Arc<HistoryPageState>;
+
+    let list = warp::path::end()
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(request::info())
+        .and(with.clone())
+        .then(
+            |q: HashMap<String, String>, i: RequestInfo, s: S| async move { s.list(&i, &q).await },
+        );
+    let detail = warp::path!("deliveries" / String)
+        .and(warp::get())
+        .and(request::info())
+        .and(with.clone())
+        .then(|id: String, i: RequestInfo, s: S| async move { s.detail(&i, &id).await });
+    let stylesheet = warp::path!("assets" / "history.css")
+        .and(warp::get())
+        .map(|| {
+            let mut r = CSS.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            );
+            r
+        });
+    let login_form = warp::path!("login")
+        .and(warp::get())
+        .and(request::info())
+        .and(with.clone())
+        .map(|i: RequestInfo, s: S| s.login_form(&i));
+    let post = |p: BoxedFilter<()>| {
+        p.and(warp::post())
+            .and(request::info())
+            .and(form)
+            .and(with.clone())
+    };
+    let login = post(warp::path!("login").boxed())
+        .map(|i: RequestInfo, b: Bytes, s: S| s.login(&i, &Form::parse(&b)));
+    let logout = post(warp::path!("logout").boxed())
+        .map(|i: RequestInfo, b: Bytes, s: S| s.logout(&i, &Form::parse(&b)));
+    let search = post(warp::path!("search").boxed())
+        .map(|i: RequestInfo, b: Bytes, s: S| s.search(&i, &Form::parse(&b)));
+    let replay_shown =
+        post(warp::path!("replay").boxed()).then(|i: RequestInfo, b: Bytes, s: S| async move {
+            s.replay_shown(&i, &Form::parse(&b)).await
+        });
+    let replay = warp::path!("deliveries" / String / "replay")
+        .and(post(warp::any().boxed()))
+        .then(|id: String, i: RequestInfo, b: Bytes, s: S| async move {
+            s.replay(&i, &id, &Form::parse(&b)).await
+        });
+    let unpause = warp::path!("organizations" / String / "unpause")
+        .and(post(warp::any().boxed()))
+        .then(|org: String, i: RequestInfo, b: Bytes, s: S| async move {
+            s.unpause(&i, &org, &Form::parse(&b)).await
+        });
+    let unblock = warp::path!("organizations" / String / "unblock")
+        .and(post(warp::any().boxed()))
+        .then(|org: String, i: RequestInfo, b: Bytes, s: S| async move {
+            s.unblock(&i, &org, &Form::parse(&b)).await
+        });
+    on.and(
+        list.or(detail)
+            .unify()
+            .or(stylesheet)
+            .unify()
+            .or(login_form)
+            .unify()
+            .or(login)
+            .unify()
+            .or(logout)
+            .unify()
+            .or(search)
+            .unify()
+            .or(replay_shown)
+            .unify()
+            .or(replay)
+            .unify()
+            .or(unpause)
+            .unify()
+            .or(unblock)
+            .unify(),
+    )
+    .map(finish)
+    .boxed()
+}
+
+/// A problem as a page for a browser, as `{error, message}` JSON otherwise.
+fn problem(info: &RequestInfo, status: StatusCode, error: &str, message: &str) -> Response {
+    if info.wants_html() {
+        let title = status.canonical_reason().unwrap_or("Error");
+        html(status, views::problem(title, message))
+    } else {
+        error_reply(status, error, message)
+    }
+}
+
+fn store_problem(info: &RequestInfo, e: &StoreError) -> Response {
+    tracing::warn!(error = %e, "history page request failed on the store");
+    problem(
+        info,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "The store did not answer; try again.",
+    )
+}
+
+fn refused(info: &RequestInfo, message: &str) -> Response {
+    problem(info, StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// A local path to go back to, from a form: never another site.
+fn local_path(path: Option<&str>) -> &str {
+    path.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
+        .unwrap_or("/")
+}
+
+impl HistoryPageState {
+    fn session(&self, info: &RequestInfo) -> Option<Session> {
+        let cookie = info.cookie.as_deref().and_then(session::cookie_value)?;
+        self.sessions.get(cookie, Instant::now())
+    }
+
+    /// The session of a POST that may change something: from this site,
+    /// logged in, with the session's CSRF token.
+    fn post_session(&self, info: &RequestInfo, form: &Form) -> Result<Session, Box<Response>> {
+        if !info.same_origin() {
+            tracing::warn!("history page: cross-site POST refused");
+            return Err(Box::new(refused(info, "Cross-site request refused.")));
+        }
+        let Some(session) = self.session(info) else {
+            return Err(Box::new(refused(
+                info,
+                "Log in first: the session is missing or expired.",
+            )));
+        };
+        if !session.csrf_matches(form.get("csrf").unwrap_or_default()) {
+            tracing::warn!("history page: POST without the session's CSRF token refused");
+            return Err(Box::new(refused(
+                info,
+                "The form is out of date: reload the page and try again.",
+            )));
+        }
+        Ok(session)
+    }
+
+    async fn chrome_parts(
+        &self,
+        session: &Session,
+    ) -> Result<
+        (
+            Vec<crate::store::Block>,
+            Vec<crate::store::Pause>,
+            Option<String>,
+        ),
+        StoreError,
+    > {
+        let store = &self.admin.store;
+        let blocks = store.blocks().await?;
+        let pauses = store.pauses(OffsetDateTime::now_utc()).await?;
+        Ok((blocks, pauses, self.sessions.take_notice(session)))
+    }
+
+    async fn list(&self, info: &RequestInfo, q: &HashMap<String, String>) -> Response {
+        let Some(session) = self.session(info) else {
+            return see_other("/login");
+        };
+        let filters = match Filters::parse(q) {
+            Ok(f) => f,
+            Err(e) => return problem(info, StatusCode::BAD_REQUEST, "bad_request", &e.0),
+        };
+        let query = HistoryQuery {
+            org: filters.org.clone(),
+            status: filters.status,
+            destination: filters.destination,
+            received_from: filters.received_from(),
+            received_before: filters.received_before(),
+            search: session.search.clone(),
+            page: filters.page,
+            limit: PAGE_SIZE + 1,
+        };
+        let mut entries = match self.admin.store.history(&query).await {
+            Ok(e) => e,
+            Err(e) => return store_problem(info, &e),
+        };
+        let full = entries.len() > PAGE_SIZE as usize;
+        let (newer, older) = match filters.page {
+            HistoryPage::First | HistoryPage::Older(_) => {
+                entries.truncate(PAGE_SIZE as usize);
+                let newer = match filters.page {
+                    HistoryPage::First => None,
+                    _ => entries.first().map(|e| HistoryPage::Newer(e.cursor)),
+                };
+                let older = entries
+                    .last()
+                    .filter(|_| full)
+                    .map(|e| HistoryPage::Older(e.cursor));
+                (newer, older)
+            }
+            HistoryPage::Newer(_) => {
+                if full {
+                    entries.remove(0);
+                }
+                let newer = entries
+                    .first()
+                    .filter(|_| full)
+                    .map(|e| HistoryPage::Newer(e.cursor));
+                (newer, entries.last().map(|e| HistoryPage::Older(e.cursor)))
+            }
+        };
+        let (blocks, pauses, notice) = match self.chrome_parts(&session).await {
+            Ok(parts) => parts,
+            Err(e) => return store_problem(info, &e),
+        };
+        let orgs: Vec<OrgName> = self.admin.settings.organizations.keys().cloned().collect();
+        let now = OffsetDateTime::now_utc();
+        let page = list_view::ListPage {
+            filters: &filters,
+            search: session.search.as_deref(),
+            orgs: &orgs,
+            entries: &entries,
+            newer,
+            older,
+            now,
+        };
+        let chrome = Chrome {
+            csrf: &session.csrf,
+            notice: notice.as_deref(),
+            blocks: &blocks,
+            pauses: &pauses,
+            now,
+        };
+        html(StatusCode::OK, list_view::render(&page, &chrome))
+    }
+
+    async fn detail(&self, info: &RequestInfo, id: &str) -> Response {
+        let Some(session) = self.session(info) else {
+            return see_other("/login");
+        };
+        let Ok(id) = id.parse::<DeliveryId>() else {
+            return problem(
+                info,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "That is not a delivery id.",
+            );
+        };
+        let store = &self.admin.store;
+        let delivery = match store.delivery(id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return problem(
+                    info,
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "No such delivery.",
+                );
+            }
+            Err(e) => return store_problem(info, &e),
+        };
+        let (attempts, payload) =
+            match tokio::try_join!(store.attempts(id), store.lead_payload(delivery.lead_id)) {
+                Ok(both) => both,
+                Err(e) => return store_problem(info, &e),
+            };
+        let (blocks, pauses, notice) = match self.chrome_parts(&session).await {
+            Ok(parts) => parts,
+            Err(e) => return store_problem(info, &e),
+        };
+        let blocks: Vec<_> = blocks
+            .into_iter()
+            .filter(|b| b.org == delivery.org)
+            .collect();
+        let pauses: Vec<_> = pauses
+            .into_iter()
+            .filter(|p| p.org == delivery.org)
+            .collect();
+        let rendered = self.rendered(&delivery, payload.as_deref());
+        let now = OffsetDateTime::now_utc();
+        let page = detail_view::DetailPage {
+            delivery: &delivery,
+            attempts: &attempts,
+            payload: payload.map(|p| pretty(&p)),
+            rendered,
+            now,
+        };
+        let chrome = Chrome {
+            csrf: &session.csrf,
+            notice: notice.as_deref(),
+            blocks: &blocks,
+            pauses: &pauses,
+            now,
+        };
+        html(StatusCode::OK, detail_view::render(&page, &chrome))
+    }
+
+    /// The record the mapping in force makes of the lead now: what a replay
+    /// would send.
+    fn rendered(&self, d: &DeliveryView, payload: Option<&str>) -> Result<String, String> {
+        if d.destination != Destination::Dataverse {
+            return Err(format!("No preview for {} deliveries.", d.destination));
+        }
+        let Some(org) = self.admin.organizations.get(&d.org) else {
+            return Err(format!(
+                "The organization {} is not configured any more.",
+                d.org
+            ));
+        };
+        let payload = payload.ok_or("The lead is no longer stored.")?;
+        let lead = serde_json::from_str::<Value>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Lead::parse(&v).map_err(|e| e.to_string()))
+            .map_err(|e| format!("The stored lead cannot be read: {e}"))?;
+        let record = org
+            .mapping
+            .render(&RenderContext {
+                lead: &lead,
+                lead_id: d.lead_id,
+                org: &d.org,
+                received_at: d.received_at,
+            })
+            .with_primary_key(d.record_id);
+        let body = serde_json::to_string_pretty(&record.body).map_err(|e| e.to_string())?;
+        Ok(format!("POST {}\n\n{body}", record.entity_set))
+    }
+
+    fn login_form(&self, info: &RequestInfo) -> Response {
+        if self.session(info).is_some() {
+            return see_other("/");
+        }
+        html(StatusCode::OK, views::login(false))
+    }
+
+    fn login(&self, info: &RequestInfo, form: &Form) -> Response {
+        // Login CSRF: another site must not log a browser in.
+        if !info.same_origin() {
+            return refused(info, "Cross-site request refused.");
+        }
+        let Some(token) = &self.admin.settings.admin.token else {
+            return problem(info, StatusCode::NOT_FOUND, "not_found", "No such page.");
+        };
+        let presented = form.get("token").unwrap_or_default().trim();
+        let ok: bool = crate::secret::matches(token, presented.as_bytes()).into();
+        if !ok || presented.is_empty() {
+            tracing::warn!("history page: login with a wrong token refused");
+            return html(StatusCode::UNAUTHORIZED, views::login(true));
+        }
+        let Some(cookie) = self.sessions.open(Instant::now()) else {
+            tracing::error!("history page: no random numbers for a session");
+            return problem(
+                info,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Cannot open a session.",
+            );
+        };
+        tracing::info!("history page: operator logged in");
+        let mut r = see_other("/");
+        let secure = if info.is_https() { "; Secure" } else { "" };
+        let value = format!(
+            "{COOKIE}={cookie}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            LIFETIME.as_secs()
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        r
+    }
+
+    fn logout(&self, info: &RequestInfo, form: &Form) -> Response {
+        let session = match self.post_session(info, form) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        self.sessions.close(&session);
+        let mut r = see_other("/login");
+        let secure = if info.is_https() { "; Secure" } else { "" };
+        let value = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}");
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        r
+    }
+
+    fn search(&self, info: &RequestInfo, form: &Form) -> Response {
+        let session = match self.post_session(info, form) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        let text: String = form
+            .get("q")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(MAX_SEARCH)
+            .collect();
+        let search = Some(text).filter(|t| !t.is_empty() && form.get("clear").is_none());
+        self.sessions.update(&session, |s| s.search = search);
+        // The filters come back as they were (nothing personal in them).
+        let back = Filters::parse(&form.as_query())
+            .map(|f| f.link(HistoryPage::First))
+            .unwrap_or_else(|_| "/".into());
+        see_other(&back)
+    }
+
+    async fn replay(&self, info: &RequestInfo, id: &str, form: &Form) -> Response {
+        let session = match self.post_session(info, form) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        let Ok(id) = id.parse::<DeliveryId>() else {
+            return problem(
+                info,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "That is not a delivery id.",
+            );
+        };
+        let results = match self
+            .admin
+            .store
+            .retry(&[id], OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return store_problem(info, &e),
+        };
+        let notice = match results.first().map(|(_, r)| *r) {
+            Some(RetryResult::Queued) => {
+                tracing::info!(delivery_id = %id, "delivery queued again from the history page");
+                "Queued for an attempt now."
+            }
+            Some(RetryResult::AlreadyDelivered) => "Already delivered: it is not sent again.",
+            _ => {
+                return problem(
+                    info,
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "No such delivery.",
+                );
+            }
+        };
+        self.sessions
+            .update(&session, |s| s.notice = Some(notice.into()));
+        see_other(&format!("/deliveries/{id}"))
+    }
+
+    async fn replay_shown(&self, info: &RequestInfo, form: &Form) -> Response {
+        let session = match self.post_session(info, form) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        let ids: Result<Vec<DeliveryId>, _> = form.all("id").map(str::parse).collect();
+        let ids = match ids {
+            Ok(ids) if !ids.is_empty() && ids.len() <= MAX_REPLAY => ids,
+            _ => {
+                return problem(
+                    info,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("Name 1 to {MAX_REPLAY} delivery ids."),
+                );
+            }
+        };
+        let results = match self
+            .admin
+            .store
+            .retry(&ids, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return store_problem(info, &e),
+        };
+        let count = |want: RetryResult| results.iter().filter(|(_, r)| *r == want).count();
+        let queued = count(RetryResult::Queued);
+        tracing::info!(queued, "deliveries queued again from the history page");
+        let mut notice = format!("{queued} queued for an attempt now.");
+        let delivered = count(RetryResult::AlreadyDelivered);
+        if delivered > 0 {
+            notice.push_str(&format!(" {delivered} already delivered, not sent again."));
+        }
+        let gone = count(RetryResult::NotFound);
+        if gone > 0 {
+            notice.push_str(&format!(" {gone} no longer stored."));
+        }
+        self.sessions.update(&session, |s| s.notice = Some(notice));
+        see_other(local_path(form.get("back")))
+    }
+
+    async fn unpause(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
+        let session = match self.post_session(info, form) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        let Ok(org) = OrgName::parse(org) else {
+            return problem(
+                info,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "That is not an organization name.",
+            );
+        };
+        let done = match self
+            .admin
+            .store
+            .unpause(&org, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => return store_problem(info, &e),
+        };
+        tracing::info!(org = %org, pauses = done.pauses, blocks = done.blocks, "organization unpaused from the history page");
+        let notice = format!(
+            "{org}: {} pause(s) and {} block(s) cleared, {} retrying deliveries due now.",
+            done.pauses, done.blocks, done.deliveries
+        );
+        self.sessions.update(&session, |s| s.notice = Some(notice));
+        see_other("/")
+    }
+
+    async fn unblock(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
+        let session = match self.post_session(info, form) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        let Ok(org) = OrgName::parse(org) else {
+            return problem(
+                info,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "That is not an organization name.",
+            );
+        };
+        let Some(destination) = form
+            .get("destination")
+            .and_then(|d| d.parse::<Destination>().ok())
+        else {
+            return problem(
+                info,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Name the destination to unblock.",
+            );
+        };
+        let was = match self
+            .admin
+            .store
+            .unblock(&org, destination, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => return store_problem(info, &e),
+        };
+        tracing::info!(org = %org, destination = %destination, was_blocked = was, "organization unblocked from the history page");
+        let notice = if was {
+            format!("{org} unblocked for {destination}: its retrying deliveries are due now.")
+        } else {
+            format!("{org} was not blocked for {destination}.")
+        };
+        self.sessions.update(&session, |s| s.notice = Some(notice));
+        see_other("/")
+    }
+}
+
+/// Pretty-printed JSON, or the text as it is.
+fn pretty(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn going_back_stays_on_this_site() {
+        assert_eq!(local_path(Some("/?status=dead")), "/?status=dead");
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn pretty_json_stays_as_sent_when_it_is_not_json() {
+        assert_eq!(pretty("{\"a\":1}"), "{\n  \"a\": 1\n}");
+        assert_eq!(pretty("not json"), "not json");
+    }
+}
