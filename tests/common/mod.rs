@@ -14,12 +14,15 @@ pub mod binary;
 pub mod dataverse;
 pub mod dataverse_metadata;
 pub mod entra;
+pub mod history_page;
+pub mod webdriver;
 
 pub use app::*;
 pub use binary::*;
 pub use dataverse::*;
 pub use dataverse_metadata::*;
 pub use entra::*;
+pub use history_page::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
