@@ -234,6 +234,11 @@ async fn recover(r: Rejection) -> Result<Response, Infallible> {
             "admin_disabled",
             "the admin API is disabled: set admin.token or admin.token_file",
         ),
+        None if r.find::<warp::reject::PayloadTooLarge>().is_some() => error_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
         None if r.find::<warp::reject::MethodNotAllowed>().is_some() => error_reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

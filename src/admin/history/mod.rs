@@ -109,7 +109,20 @@ pub(super) fn routes(admin: Arc<AdminState>) -> BoxedFilter<(Response,)> {
         })
         .untuple_one();
     let with = warp::any().map(move || Arc::clone(&state));
-    let form = warp::body::content_length_limit(FORM_LIMIT).and(warp::body::bytes());
+    // A POST without Content-Length has no form (or a chunked one, which no
+    // browser sends for a form): an empty one, which fails the CSRF check.
+    let no_body = warp::header::optional::<u64>("content-length").and_then(
+        |length: Option<u64>| async move {
+            match length {
+                None => Ok(Bytes::new()),
+                Some(_) => Err(warp::reject::not_found()),
+            }
+        },
+    );
+    let form = warp::body::content_length_limit(FORM_LIMIT)
+        .and(warp::body::bytes())
+        .or(no_body)
+        .unify();
     type S = Arc<HistoryPageState>;
 
     let list = warp::path::end()
