@@ -11,6 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::history_page::lead_json;
 use common::webdriver::{Browser, Chromedriver};
 use common::*;
 use leadbridge::store::DeliveryStatus;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use leadbridge::store::{AttemptOutcome, DeliveryStatus};
 use time::OffsetDateTime;
 
+use crate::common::history_page::*;
 use crate::common::*;
 
 /// A lead whose delivery the store has dead-lettered, and its delivery id.

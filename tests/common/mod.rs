@@ -22,7 +22,6 @@ pub use binary::*;
 pub use dataverse::*;
 pub use dataverse_metadata::*;
 pub use entra::*;
-pub use history_page::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
