@@ -16,6 +16,7 @@
 //! - Replay is the store's `retry`, unpause and unblock are its `unpause`
 //!   and `unblock`: the same as `leadbridge deliveries retry | unpause`.
 
+mod actions;
 mod detail_view;
 mod filters;
 mod list_view;
@@ -39,10 +40,11 @@ use super::{AdminState, error_reply};
 use crate::ids::DeliveryId;
 use crate::lead::{Lead, OrgName};
 use crate::mapping::RenderContext;
-use crate::store::{DeliveryView, Destination, HistoryPage, HistoryQuery, RetryResult, StoreError};
+use crate::store::{DeliveryView, Destination, HistoryPage, HistoryQuery, StoreError};
+use actions::Form;
 use filters::Filters;
 use request::{RequestInfo, finish, html, see_other};
-use session::{COOKIE, LIFETIME, Session, Sessions};
+use session::{Session, Sessions};
 use views::Chrome;
 
 /// Where the stylesheet is served.
@@ -54,42 +56,11 @@ const PAGE_SIZE: u32 = 50;
 /// A form body larger than this is refused (a "replay all shown" of a
 /// full page is about 3 KiB).
 const FORM_LIMIT: u64 = 64 * 1024;
-/// At most this many deliveries in one "replay all shown".
-const MAX_REPLAY: usize = 500;
-/// Searches are cut to this many characters.
-const MAX_SEARCH: usize = 200;
 
 /// The page's own state: the admin state and the open sessions.
 struct HistoryPageState {
     admin: Arc<AdminState>,
     sessions: Sessions,
-}
-
-/// A form body's fields, in order (a field may repeat).
-struct Form(Vec<(String, String)>);
-
-impl Form {
-    fn parse(body: &[u8]) -> Self {
-        Self(url::form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn as_query(&self) -> HashMap<String, String> {
-        self.0.iter().cloned().collect()
-    }
 }
 
 /// Every route of the page; they answer only while an admin token is configured.
@@ -232,12 +203,6 @@ fn store_problem(info: &RequestInfo, e: &StoreError) -> Response {
 
 fn refused(info: &RequestInfo, message: &str) -> Response {
     problem(info, StatusCode::FORBIDDEN, "forbidden", message)
-}
-
-/// A local path to go back to, from a form: never another site.
-fn local_path(path: Option<&str>) -> &str {
-    path.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
-        .unwrap_or("/")
 }
 
 impl HistoryPageState {
@@ -448,243 +413,6 @@ impl HistoryPageState {
         let body = serde_json::to_string_pretty(&record.body).map_err(|e| e.to_string())?;
         Ok(format!("POST {}\n\n{body}", record.entity_set))
     }
-
-    fn login_form(&self, info: &RequestInfo) -> Response {
-        if self.session(info).is_some() {
-            return see_other("/");
-        }
-        html(StatusCode::OK, views::login(false))
-    }
-
-    fn login(&self, info: &RequestInfo, form: &Form) -> Response {
-        // Login CSRF: another site must not log a browser in.
-        if !info.same_origin() {
-            return refused(info, "Cross-site request refused.");
-        }
-        let Some(token) = &self.admin.settings.admin.token else {
-            return problem(info, StatusCode::NOT_FOUND, "not_found", "No such page.");
-        };
-        let presented = form.get("token").unwrap_or_default().trim();
-        let ok: bool = crate::secret::matches(token, presented.as_bytes()).into();
-        if !ok || presented.is_empty() {
-            tracing::warn!("history page: login with a wrong token refused");
-            return html(StatusCode::UNAUTHORIZED, views::login(true));
-        }
-        let Some(cookie) = self.sessions.open(Instant::now()) else {
-            tracing::error!("history page: no random numbers for a session");
-            return problem(
-                info,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Cannot open a session.",
-            );
-        };
-        tracing::info!("history page: operator logged in");
-        let mut r = see_other("/");
-        let secure = if info.is_https() { "; Secure" } else { "" };
-        let value = format!(
-            "{COOKIE}={cookie}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-            LIFETIME.as_secs()
-        );
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-        }
-        r
-    }
-
-    fn logout(&self, info: &RequestInfo, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        self.sessions.close(&session);
-        let mut r = see_other("/login");
-        let secure = if info.is_https() { "; Secure" } else { "" };
-        let value = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}");
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-        }
-        r
-    }
-
-    fn search(&self, info: &RequestInfo, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        let text: String = form
-            .get("q")
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .take(MAX_SEARCH)
-            .collect();
-        let search = Some(text).filter(|t| !t.is_empty() && form.get("clear").is_none());
-        self.sessions.update(&session, |s| s.search = search);
-        // The filters come back as they were (nothing personal in them).
-        let back = Filters::parse(&form.as_query())
-            .map(|f| f.link(HistoryPage::First))
-            .unwrap_or_else(|_| "/".into());
-        see_other(&back)
-    }
-
-    async fn replay(&self, info: &RequestInfo, id: &str, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        let Ok(id) = id.parse::<DeliveryId>() else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "That is not a delivery id.",
-            );
-        };
-        let results = match self
-            .admin
-            .store
-            .retry(&[id], OffsetDateTime::now_utc())
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return store_problem(info, &e),
-        };
-        let notice = match results.first().map(|(_, r)| *r) {
-            Some(RetryResult::Queued) => {
-                tracing::info!(delivery_id = %id, "delivery queued again from the history page");
-                "Queued for an attempt now."
-            }
-            Some(RetryResult::AlreadyDelivered) => "Already delivered: it is not sent again.",
-            _ => {
-                return problem(
-                    info,
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "No such delivery.",
-                );
-            }
-        };
-        self.sessions
-            .update(&session, |s| s.notice = Some(notice.into()));
-        see_other(&format!("/deliveries/{id}"))
-    }
-
-    async fn replay_shown(&self, info: &RequestInfo, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        let ids: Result<Vec<DeliveryId>, _> = form.all("id").map(str::parse).collect();
-        let ids = match ids {
-            Ok(ids) if !ids.is_empty() && ids.len() <= MAX_REPLAY => ids,
-            _ => {
-                return problem(
-                    info,
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &format!("Name 1 to {MAX_REPLAY} delivery ids."),
-                );
-            }
-        };
-        let results = match self
-            .admin
-            .store
-            .retry(&ids, OffsetDateTime::now_utc())
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return store_problem(info, &e),
-        };
-        let count = |want: RetryResult| results.iter().filter(|(_, r)| *r == want).count();
-        let queued = count(RetryResult::Queued);
-        tracing::info!(queued, "deliveries queued again from the history page");
-        let mut notice = format!("{queued} queued for an attempt now.");
-        let delivered = count(RetryResult::AlreadyDelivered);
-        if delivered > 0 {
-            notice.push_str(&format!(" {delivered} already delivered, not sent again."));
-        }
-        let gone = count(RetryResult::NotFound);
-        if gone > 0 {
-            notice.push_str(&format!(" {gone} no longer stored."));
-        }
-        self.sessions.update(&session, |s| s.notice = Some(notice));
-        see_other(local_path(form.get("back")))
-    }
-
-    async fn unpause(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        let Ok(org) = OrgName::parse(org) else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "That is not an organization name.",
-            );
-        };
-        let done = match self
-            .admin
-            .store
-            .unpause(&org, OffsetDateTime::now_utc())
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => return store_problem(info, &e),
-        };
-        tracing::info!(org = %org, pauses = done.pauses, blocks = done.blocks, "organization unpaused from the history page");
-        let notice = format!(
-            "{org}: {} pause(s) and {} block(s) cleared, {} retrying deliveries due now.",
-            done.pauses, done.blocks, done.deliveries
-        );
-        self.sessions.update(&session, |s| s.notice = Some(notice));
-        see_other("/")
-    }
-
-    async fn unblock(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        let Ok(org) = OrgName::parse(org) else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "That is not an organization name.",
-            );
-        };
-        let Some(destination) = form
-            .get("destination")
-            .and_then(|d| d.parse::<Destination>().ok())
-        else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Name the destination to unblock.",
-            );
-        };
-        let was = match self
-            .admin
-            .store
-            .unblock(&org, destination, OffsetDateTime::now_utc())
-            .await
-        {
-            Ok(w) => w,
-            Err(e) => return store_problem(info, &e),
-        };
-        tracing::info!(org = %org, destination = %destination, was_blocked = was, "organization unblocked from the history page");
-        let notice = if was {
-            format!("{org} unblocked for {destination}: its retrying deliveries are due now.")
-        } else {
-            format!("{org} was not blocked for {destination}.")
-        };
-        self.sessions.update(&session, |s| s.notice = Some(notice));
-        see_other("/")
-    }
 }
 
 /// Pretty-printed JSON, or the text as it is.
@@ -698,20 +426,6 @@ fn pretty(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn going_back_stays_on_this_site() {
-        assert_eq!(local_path(Some("/?status=dead")), "/?status=dead");
-        for bad in [
-            "//evil.example/",
-            "https://evil.example/",
-            "/\\evil.example",
-            "",
-        ] {
-            assert_eq!(local_path(Some(bad)), "/", "{bad}");
-        }
-        assert_eq!(local_path(None), "/");
-    }
 
     #[test]
     fn pretty_json_stays_as_sent_when_it_is_not_json() {
