@@ -80,11 +80,13 @@ impl SqlStore {
             push(&mut sql, "d.created_at < $?", Bind::Int(to_millis(before)));
         }
         if let Some(text) = query.search.as_deref().filter(|t| !t.is_empty()) {
-            push(
-                &mut sql,
-                "lower(l.payload) LIKE $? ESCAPE '\\'",
-                Bind::Text(contains_pattern(text)),
-            );
+            // Both ignore ASCII case without lowering every payload first:
+            // SQLite's LIKE does by default, PostgreSQL's ILIKE by definition.
+            let like = match self.dialect {
+                super::Dialect::Sqlite => "l.payload LIKE $? ESCAPE '\\'",
+                super::Dialect::Postgres => "l.payload ILIKE $? ESCAPE '\\'",
+            };
+            push(&mut sql, like, Bind::Text(contains_pattern(text)));
         }
         let (keyset, order) = match query.page {
             HistoryPage::First => (None, "DESC"),
