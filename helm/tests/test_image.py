@@ -218,3 +218,20 @@ def test_image_serves_the_defaults_and_takes_a_lead(render, image_rootfs, tmp_pa
         pytest.fail("serve did not stop within 40s of SIGTERM")
     output = server.stdout.read()
     assert server.returncode == 0, output
+
+
+def test_dockerfile_final_stage_is_the_checked_filesystem():
+    """The image is what this file checks: scratch + .ci/image-rootfs, as 10001."""
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    final = text[text.rindex("\nFROM "):]
+    assert final.startswith("\nFROM scratch")
+    assert "RUN .ci/image-rootfs /rootfs " in text
+    assert "COPY --from=builder /rootfs/ /" in final
+    assert "USER 10001:10001" in final
+    for label in ("org.opencontainers.image.source", "org.opencontainers.image.version"):
+        assert label in final
+    assert "--mount=type=cache" in text
+    cargo = (REPO_ROOT / "Cargo.toml").read_text()
+    profile = cargo[cargo.index("[profile.release]"):]
+    for setting in ("lto = true", "codegen-units = 1", "strip = true"):
+        assert setting in profile
