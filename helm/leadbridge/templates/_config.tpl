@@ -173,7 +173,10 @@ admin-token: {{ .Values.admin.token | b64enc | quote }}
 {{- end }}
 {{- end }}
 {{- with include "leadbridge.testOrganization" . }}
-{{- $secret := first ((get $.Values.organizations .).endpointSecrets | default (list "")) }}
+{{- $secret := "" }}
+{{- if hasKey $.Values.organizations . }}
+{{- $secret = first ((get $.Values.organizations .).endpointSecrets | default (list "")) }}
+{{- end }}
 {{- if $secret }}
 {{- /* The first endpoint secret alone, for the helm test pod's URL. */}}
 test-endpoint-secret: {{ $secret | b64enc | quote }}
