@@ -28,9 +28,9 @@ RELEASE = "lb"
 NAMESPACE = "leads"
 FULLNAME = "lb-leadbridge"
 
-# Oldest and newest Kubernetes versions whose schemas kubernetes-validate ships
-# (the chart declares kubeVersion >= 1.25).
-KUBE_VERSIONS = ("1.25.0", "1.37.0")
+# The oldest Kubernetes version the chart supports (Chart.yaml kubeVersion)
+# and the newest whose schemas kubernetes-validate ships.
+KUBE_VERSIONS = ("1.25.0", kv.latest_version())
 
 # Custom resources have no schema in kubernetes-validate; they are checked by
 # hand (see check_custom_resource).

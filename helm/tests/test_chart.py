@@ -8,10 +8,13 @@ import urllib.parse
 
 import helm_python
 import pytest
+import yaml
+from kubernetes_validate import utils as kv
 
 from conftest import (
     CHART_DIR,
     FULLNAME,
+    KUBE_VERSIONS,
     NAMESPACE,
     REPO_ROOT,
     SCENARIOS,
@@ -73,6 +76,13 @@ def test_the_chart_defaults_name_no_organization(render):
     with pytest.raises(helm_python.HelmRenderError, match="no organization configured") as err:
         render({})
     assert "organizations.contoso.endpointSecrets[0]=" in str(err.value)
+
+
+def test_schemas_cover_the_kubernetes_versions_the_chart_declares():
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    oldest, newest = KUBE_VERSIONS
+    assert chart["kubeVersion"] == f">={oldest}-0"
+    assert oldest in kv.all_versions() and newest == kv.latest_version()
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -180,7 +180,8 @@ def test_image_serves_the_defaults_and_takes_a_lead(render, image_rootfs, tmp_pa
     c = container_for(render, image_rootfs, "defaults", tmp_path)
     secrets = c.view.volume("/var/run/secrets/leadbridge").files
     code = secrets["contoso-endpoint-secrets"][0].splitlines()[0]
-    server = subprocess.Popen(c.leadbridge("serve"), stdout=subprocess.PIPE,
+    assert c.view.args == ["serve"]
+    server = subprocess.Popen(c.leadbridge(*c.view.args), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
