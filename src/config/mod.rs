@@ -7,6 +7,7 @@
 //! ([`Settings::redacted`]).
 
 mod credentials;
+mod email;
 mod raw;
 pub(crate) mod redact;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::lead::OrgName;
 use raw::{EnvVars, RawSettings};
 
 pub use crate::auth::Credentials;
+pub use email::{DEFAULT_GRAPH_URL, EmailSettings, MailTransport, SmtpSettings, SmtpTls};
 pub use redact::{REDACTED, redact_url_password};
 
 /// Where `serve` and the other verbs look when `--config` is not given.
@@ -316,8 +318,9 @@ pub struct Organization {
     /// Not serialized: it is already the key in [`Settings::organizations`].
     #[serde(skip)]
     pub name: OrgName,
-    /// `https://contoso.crm4.dynamics.com`
-    pub url: Url,
+    /// `https://contoso.crm4.dynamics.com`; `None`: no Dynamics destination
+    /// (the organization is email only).
+    pub url: Option<Url>,
     /// Render and log, never call Microsoft.
     pub dry_run: bool,
     #[serde(serialize_with = "redact::path")]
@@ -325,19 +328,38 @@ pub struct Organization {
     /// Live secrets for `?code=`; several during a rotation.
     #[serde(serialize_with = "redact::secrets")]
     pub endpoint_secrets: Vec<SecretString>,
-    /// `None` only in dry-run mode.
+    /// `None` in dry-run mode, and when nothing needs Entra ID (email only,
+    /// by SMTP).
     pub auth: Option<Credentials>,
+    /// The notification per lead (its own delivery, destination `email`).
+    pub email: Option<EmailSettings>,
+}
+
+impl Organization {
+    /// Where each lead of the organization goes: one delivery each.
+    pub fn destinations(&self) -> Vec<crate::store::Destination> {
+        use crate::store::Destination;
+        let mut out = Vec::with_capacity(2);
+        if self.url.is_some() {
+            out.push(Destination::Dataverse);
+        }
+        if self.email.is_some() {
+            out.push(Destination::Email);
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Organization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Organization")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &self.url.as_ref().map(Url::as_str))
             .field("dry_run", &self.dry_run)
             .field("mapping", &self.mapping)
             .field("endpoint_secrets", &self.endpoint_secrets.len())
             .field("auth", &self.auth)
+            .field("email", &self.email.is_some())
             .finish()
     }
 }
