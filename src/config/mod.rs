@@ -205,6 +205,10 @@ pub struct DeliverySettings {
     /// tried this often to find out whether the cause is gone.
     #[serde(with = "humantime_serde")]
     pub block_probe_interval: Duration,
+    /// Operators' alerts (`email.alert_to`) of one organization are gathered
+    /// this long from the first event and go out as one mail.
+    #[serde(with = "humantime_serde")]
+    pub alert_window: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -224,6 +228,7 @@ impl Default for DeliverySettings {
             lease_renewal: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             block_probe_interval: Duration::from_secs(60),
+            alert_window: Duration::from_secs(60),
         }
     }
 }

@@ -119,10 +119,11 @@ impl RawSettings {
             || d.poll_interval.is_zero()
             || d.lease.is_zero()
             || d.block_probe_interval.is_zero()
+            || d.alert_window.is_zero()
         {
             issue(
                 "delivery".into(),
-                "request_timeout, poll_interval, lease and block_probe_interval must be > 0".into(),
+                "request_timeout, poll_interval, lease, block_probe_interval and alert_window must be > 0".into(),
             );
         }
         // See `DeliverySettings::lease_renewal` for why three renewals.

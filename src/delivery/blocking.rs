@@ -33,6 +33,7 @@ pub(super) async fn observe(deps: &Deps, d: &ClaimedDelivery, probe: bool, compl
             {
                 Ok(true) => {
                     crate::metrics::organization_blocked(d.org.as_str(), true);
+                    deps.alerts.blocked(d, &reason);
                     tracing::error!(
                         reason = %reason,
                         probe_every_s = interval.as_secs(),
@@ -54,6 +55,7 @@ pub(super) async fn observe(deps: &Deps, d: &ClaimedDelivery, probe: bool, compl
         _ if probe => match deps.store.unblock(&d.org, d.destination, now).await {
             Ok(true) => {
                 crate::metrics::organization_blocked(d.org.as_str(), false);
+                deps.alerts.unblocked(d);
                 tracing::info!("organization unblocked: its waiting deliveries go out now");
             }
             Ok(false) => {}

@@ -14,8 +14,10 @@ use super::org::OrgRuntime;
 use crate::config::{EmailSettings, MailTransport};
 use crate::email::{self, Message};
 use crate::lead::Redactor;
+use crate::auth::TokenProvider;
+use crate::mail::GraphMailer;
 use crate::outbound::ErrorKind;
-use crate::store::ClaimedDelivery;
+use crate::store::{ClaimedDelivery, Destination};
 
 pub(super) async fn run(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery) -> Completed {
     let Some(settings) = org.config.email.as_ref() else {
@@ -52,42 +54,59 @@ async fn send(
             entity_ref: format!("email:{}", message.message_id),
         });
     }
+    // Nothing may go to Graph before a Retry-After another replica saw.
+    if settings.uses_graph().is_some() {
+        let now = OffsetDateTime::now_utc();
+        if let Some(until) = deps.store.paused_until(&d.org, d.destination, now).await? {
+            return Ok(Sent::Paused(until));
+        }
+    }
+    let status = transmit(&deps.tokens, &deps.graph, org, message).await?;
+    Ok(Sent::Mailed {
+        message_id: message.message_id.clone(),
+        status,
+    })
+}
+
+/// Sends by the organization's transport; Graph's HTTP status, if Graph.
+/// Shared with the operators' alerts.
+pub(super) async fn transmit(
+    tokens: &TokenProvider,
+    graph: &GraphMailer,
+    org: &OrgRuntime,
+    message: &Message,
+) -> Result<Option<u16>, AttemptError> {
+    let Some(settings) = org.config.email.as_ref() else {
+        return Err(AttemptError::NoDestination(
+            org.name().clone(),
+            Destination::Email,
+        ));
+    };
     match &settings.transport {
         MailTransport::Smtp(_) => {
             let accepted = org.state.smtp()?.send(message).await?;
             tracing::debug!(code = accepted.code, reply = %accepted.reply, "SMTP server took the mail");
-            Ok(Sent::Mailed {
-                message_id: message.message_id.clone(),
-                status: None,
-            })
+            Ok(None)
         }
         MailTransport::Graph { graph_url } => {
             let creds = org
                 .state
                 .graph_credentials()
                 .ok_or(AttemptError::NoCredentials)?;
-            let token = deps.tokens.token(creds).await?;
-            // Nothing may go to Graph before a Retry-After another replica saw.
-            let now = OffsetDateTime::now_utc();
-            if let Some(until) = deps.store.paused_until(&d.org, d.destination, now).await? {
-                return Ok(Sent::Paused(until));
-            }
-            let status = match deps.graph.send(graph_url, message, &token).await {
+            let token = tokens.token(creds).await?;
+            let status = match graph.send(graph_url, message, &token).await {
                 Err(e) if e.kind == ErrorKind::Unauthorized => {
                     tracing::info!("Microsoft Graph refused the token; fetching a new one");
-                    deps.tokens.invalidate(creds, &token).await;
-                    let token = deps.tokens.token(creds).await?;
-                    deps.graph
+                    tokens.invalidate(creds, &token).await;
+                    let token = tokens.token(creds).await?;
+                    graph
                         .send(graph_url, message, &token)
                         .await
                         .map_err(|e| refused_fresh_token(e.into()))?
                 }
                 other => other?,
             };
-            Ok(Sent::Mailed {
-                message_id: message.message_id.clone(),
-                status: Some(status),
-            })
+            Ok(Some(status))
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ([`attempt`]) and records the outcome, keeping within each organization's
 //! limits ([`org`]).
 
+mod alerts;
 mod attempt;
 mod blocking;
 mod concurrency;
@@ -31,6 +32,7 @@ use crate::mail::GraphMailer;
 use crate::outbound::ErrorKind;
 use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, Store};
 
+use alerts::Alerts;
 use attempt::{Completed, Decision, Sent};
 use concurrency::Slot;
 pub use health::{WorkerHealth, supervise};
@@ -43,9 +45,10 @@ use retry::RetryPolicy;
 pub(crate) struct Deps {
     store: Arc<dyn Store>,
     organizations: Arc<Organizations>,
-    tokens: TokenProvider,
+    tokens: Arc<TokenProvider>,
     dataverse: DataverseClient,
     graph: GraphMailer,
+    alerts: Alerts,
     settings: DeliverySettings,
     /// `log.pii`: personal data in logs and errors unmasked.
     log_pii: bool,
@@ -70,11 +73,20 @@ impl Deps {
                 )
             })
             .collect();
+        let tokens = Arc::new(TokenProvider::new(http.clone()));
+        let graph = GraphMailer::new(http.clone());
+        let alerts = Alerts::spawn(
+            Arc::clone(&organizations),
+            Arc::clone(&tokens),
+            graph.clone(),
+            d.alert_window,
+        );
         Self {
             store,
             organizations,
-            tokens: TokenProvider::new(http.clone()),
-            graph: GraphMailer::new(http.clone()),
+            tokens,
+            graph,
+            alerts,
             dataverse: DataverseClient::new(http),
             settings: d.clone(),
             log_pii: settings.log.pii,
@@ -480,6 +492,7 @@ async fn record(deps: &Deps, d: &ClaimedDelivery, decision: Decision, took: Dura
         }
         AttemptOutcome::Dead { error, .. } => {
             tracing::error!(error = %error, "delivery failed permanently; dead-lettered");
+            deps.alerts.dead_letter(d, error);
             "dead"
         }
         AttemptOutcome::DryRun { remote_ref } => {

@@ -38,8 +38,13 @@ pub(super) fn subject(ctx: &RenderContext<'_>) -> String {
     format!("{label}New lead{from}: {who}")
 }
 
-/// The summary lines and then every field as sent.
-fn rows(ctx: &RenderContext<'_>) -> (Vec<(&'static str, String)>, Vec<(String, String)>) {
+/// Every field as sent, then the summary of what leadbridge made of it.
+struct Rows {
+    fields: Vec<(String, String)>,
+    summary: Vec<(&'static str, String)>,
+}
+
+fn rows(ctx: &RenderContext<'_>) -> Rows {
     let lead = ctx.lead;
     let mut summary = Vec::new();
     let mut add = |label: &'static str, value: Option<String>| {
@@ -62,11 +67,14 @@ fn rows(ctx: &RenderContext<'_>) -> (Vec<(&'static str, String)>, Vec<(String, S
     add("Organization", Some(ctx.org.to_string()));
     add("Lead id", Some(ctx.lead_id.to_string()));
     add("Received", ctx.received_at.format(&Rfc3339).ok());
-    (summary, lead.fields())
+    Rows {
+        fields: lead.fields(),
+        summary,
+    }
 }
 
 pub(super) fn text(ctx: &RenderContext<'_>) -> String {
-    let (summary, fields) = rows(ctx);
+    let Rows { fields, summary } = rows(ctx);
     let mut out = String::new();
     if ctx.lead.is_test {
         out.push_str(TEST_LABEL);
@@ -92,7 +100,7 @@ pub(super) fn text(ctx: &RenderContext<'_>) -> String {
 }
 
 pub(super) fn html(ctx: &RenderContext<'_>) -> String {
-    let (summary, fields) = rows(ctx);
+    let Rows { fields, summary } = rows(ctx);
     let mut out = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head>\n\
          <body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif\">\n",
