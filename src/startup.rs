@@ -83,8 +83,11 @@ impl Application {
             Arc::new(Organizations::load(&settings).map_err(StartupError::Mappings)?);
         let metrics = crate::metrics::install();
         for (name, org) in &settings.organizations {
-            let destinations: Vec<&'static str> =
-                org.destinations().into_iter().map(store::Destination::as_str).collect();
+            let destinations: Vec<&'static str> = org
+                .destinations()
+                .into_iter()
+                .map(store::Destination::as_str)
+                .collect();
             crate::metrics::register_org(name.as_str(), &destinations);
         }
         let store = store::connect(&settings.store.url).await?;

@@ -65,7 +65,9 @@ pub enum MailTransport {
     Smtp(SmtpSettings),
     /// `POST {graph_url}/v1.0/users/{from}/sendMail` with the
     /// organization's Entra app (application permission Mail.Send).
-    Graph { graph_url: Url },
+    Graph {
+        graph_url: Url,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,7 +232,11 @@ impl RawEmail {
         ok.then_some(settings)
     }
 
-    fn smtp(&self, allow_http: bool, issue: &mut impl FnMut(&str, String)) -> Option<MailTransport> {
+    fn smtp(
+        &self,
+        allow_http: bool,
+        issue: &mut impl FnMut(&str, String),
+    ) -> Option<MailTransport> {
         if self.graph_url.is_some() {
             issue(
                 "email.graph_url",
@@ -353,7 +359,9 @@ fn graph_url(
 /// lettre's RFC 5322 parser; the name may not carry line breaks.
 fn mailbox(raw: &str) -> Result<Mailbox, String> {
     if raw.chars().any(char::is_control) {
-        return Err(format!("{raw:?} is not an e-mail address (control characters)"));
+        return Err(format!(
+            "{raw:?} is not an e-mail address (control characters)"
+        ));
     }
     let parsed = lettre::message::Mailbox::from_str(raw.trim())
         .map_err(|e| format!("{raw:?} is not an e-mail address: {e}"))?;

@@ -133,7 +133,10 @@ fn mask(d: &ClaimedDelivery, text: &str) -> String {
     serde_json::from_str(&d.payload)
         .ok()
         .and_then(|v| Lead::parse(&v).ok())
-        .map_or_else(|| text.to_owned(), |lead| Redactor::for_lead(&lead).redact(text))
+        .map_or_else(
+            || text.to_owned(),
+            |lead| Redactor::for_lead(&lead).redact(text),
+        )
 }
 
 struct Sender {
@@ -196,11 +199,20 @@ impl Sender {
         let Some(runtime) = self.organizations.get(org) else {
             return;
         };
-        let Some(email) = runtime.config.email.as_ref().filter(|e| !e.alert_to.is_empty()) else {
+        let Some(email) = runtime
+            .config
+            .email
+            .as_ref()
+            .filter(|e| !e.alert_to.is_empty())
+        else {
             return;
         };
         let alert = compose(org, &batch.events, batch.dropped);
-        let key = format!("{}-{}", org, OffsetDateTime::now_utc().unix_timestamp_nanos());
+        let key = format!(
+            "{}-{}",
+            org,
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        );
         let message = alert.into_message(&email.recipients.from, &email.alert_to, &key);
         let events = batch.events.len().saturating_add(batch.dropped);
         match transmit(&self.tokens, &self.graph, &runtime, &message).await {
@@ -328,7 +340,11 @@ mod tests {
         assert!(alert.text.contains("Dead letters (5):"), "{}", alert.text);
         assert!(alert.text.contains("bad value 2"), "{}", alert.text);
         assert!(alert.text.contains("and 2 more"), "{}", alert.text);
-        assert!(alert.text.contains("--all-dead --org contoso"), "{}", alert.text);
+        assert!(
+            alert.text.contains("--all-dead --org contoso"),
+            "{}",
+            alert.text
+        );
     }
 
     #[test]
@@ -348,7 +364,11 @@ mod tests {
         ];
         let alert = compose(&org, &events, 0);
         assert_eq!(alert.subject, "[leadbridge] contoso: delivery unblocked");
-        assert!(alert.text.contains("email: BLOCKED since"), "{}", alert.text);
+        assert!(
+            alert.text.contains("email: BLOCKED since"),
+            "{}",
+            alert.text
+        );
         let alert = compose(&org, &events[..1], 0);
         assert_eq!(alert.subject, "[leadbridge] contoso: delivery blocked");
         assert!(alert.text.contains("a probe resumes"), "{}", alert.text);

@@ -199,7 +199,10 @@ pub(super) fn prepare<'a>(
 }
 
 /// The stored lead, and what masks its personal data in logs and errors.
-pub(super) fn read_lead(deps: &Deps, d: &ClaimedDelivery) -> Result<(Lead, Redactor), AttemptError> {
+pub(super) fn read_lead(
+    deps: &Deps,
+    d: &ClaimedDelivery,
+) -> Result<(Lead, Redactor), AttemptError> {
     let lead = serde_json::from_str::<Value>(&d.payload)
         .map_err(|e| e.to_string())
         .and_then(|v| Lead::parse(&v).map_err(|e| e.to_string()))

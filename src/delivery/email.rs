@@ -9,12 +9,14 @@
 use time::OffsetDateTime;
 
 use super::Deps;
-use super::attempt::{AttemptError, Completed, Sent, read_lead, refused_fresh_token, render_context};
+use super::attempt::{
+    AttemptError, Completed, Sent, read_lead, refused_fresh_token, render_context,
+};
 use super::org::OrgRuntime;
+use crate::auth::TokenProvider;
 use crate::config::{EmailSettings, MailTransport};
 use crate::email::{self, Message};
 use crate::lead::Redactor;
-use crate::auth::TokenProvider;
 use crate::mail::GraphMailer;
 use crate::outbound::ErrorKind;
 use crate::store::{ClaimedDelivery, Destination};

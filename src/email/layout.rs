@@ -24,7 +24,11 @@ pub(super) fn subject(ctx: &RenderContext<'_>) -> String {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(", ");
-    let who = if who.is_empty() { "(no name given)" } else { &who };
+    let who = if who.is_empty() {
+        "(no name given)"
+    } else {
+        &who
+    };
     let from = lead
         .lead_source
         .as_ref()

@@ -47,7 +47,12 @@ impl serde::Serialize for Mailbox {
 impl fmt::Display for Mailbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
-            Some(name) => write!(f, "\"{}\" <{}>", name.replace(['"', '\\'], ""), self.address),
+            Some(name) => write!(
+                f,
+                "\"{}\" <{}>",
+                name.replace(['"', '\\'], ""),
+                self.address
+            ),
             None => f.write_str(&self.address),
         }
     }
@@ -89,7 +94,12 @@ impl Message {
     /// dry run logs and `leadbridge render` prints.
     pub fn preview(&self) -> String {
         let r = &self.recipients;
-        let list = |l: &[Mailbox]| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let list = |l: &[Mailbox]| {
+            l.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut out = format!("From: {}\nTo: {}\n", r.from, list(&r.to));
         if !r.cc.is_empty() {
             out.push_str(&format!("Cc: {}\n", list(&r.cc)));

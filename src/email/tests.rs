@@ -86,9 +86,17 @@ fn no_value_can_break_the_subject_line() {
     doc["UserDetails"]["Company"] =
         json!("Evil\r\nBcc: x@evil.test\r\n\r\nbody =?utf-8?q?Spoof?= \u{2028}end");
     let m = compose_for(doc, &Templates::default());
-    assert!(!m.subject.contains(['\r', '\n', '\u{2028}']), "{:?}", m.subject);
+    assert!(
+        !m.subject.contains(['\r', '\n', '\u{2028}']),
+        "{:?}",
+        m.subject
+    );
     assert!(!m.subject.contains("=?"), "{:?}", m.subject);
-    assert!(m.subject.contains("Evil Bcc: x@evil.test body"), "{:?}", m.subject);
+    assert!(
+        m.subject.contains("Evil Bcc: x@evil.test body"),
+        "{:?}",
+        m.subject
+    );
 
     doc = sample();
     doc["UserDetails"]["Company"] = json!("x".repeat(5000));

@@ -101,7 +101,11 @@ impl TextTemplate {
 
     /// Each value goes through `escape` (HTML bodies escape them); the
     /// template's own text is kept as written.
-    pub fn render(&self, ctx: &super::RenderContext<'_>, escape: impl Fn(&str) -> String) -> String {
+    pub fn render(
+        &self,
+        ctx: &super::RenderContext<'_>,
+        escape: impl Fn(&str) -> String,
+    ) -> String {
         self.0.render(|path| path.resolve(ctx).map(|v| escape(&v)))
     }
 }

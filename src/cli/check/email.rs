@@ -54,21 +54,27 @@ pub async fn check(org: &Organization, tokens: &TokenProvider) -> Option<EmailCh
         });
     }
     Some(match &email.transport {
-        MailTransport::Smtp(settings) => {
-            match SmtpMailer::new(settings) {
-                Ok(mailer) => match mailer.check().await {
-                    Ok(()) => EmailCheck::Checked {
-                        detail: format!(
-                            "SMTP {}: connected, EHLO{} accepted",
-                            settings.url,
-                            if settings.username.is_some() { " and AUTH" } else { "" }
-                        ),
-                    },
-                    Err(e) => EmailCheck::Failed { error: e.to_string() },
+        MailTransport::Smtp(settings) => match SmtpMailer::new(settings) {
+            Ok(mailer) => match mailer.check().await {
+                Ok(()) => EmailCheck::Checked {
+                    detail: format!(
+                        "SMTP {}: connected, EHLO{} accepted",
+                        settings.url,
+                        if settings.username.is_some() {
+                            " and AUTH"
+                        } else {
+                            ""
+                        }
+                    ),
                 },
-                Err(e) => EmailCheck::Failed { error: e.to_string() },
-            }
-        }
+                Err(e) => EmailCheck::Failed {
+                    error: e.to_string(),
+                },
+            },
+            Err(e) => EmailCheck::Failed {
+                error: e.to_string(),
+            },
+        },
         MailTransport::Graph { graph_url } => match &org.auth {
             None => EmailCheck::Failed {
                 error: "no credentials: Graph needs the organization's [auth] Entra app".into(),
@@ -81,7 +87,9 @@ pub async fn check(org: &Organization, tokens: &TokenProvider) -> Option<EmailCh
                             "token for {scope} issued (the app needs the application permission Mail.Send)"
                         ),
                     },
-                    Err(e) => EmailCheck::Failed { error: e.to_string() },
+                    Err(e) => EmailCheck::Failed {
+                        error: e.to_string(),
+                    },
                 }
             }
         },

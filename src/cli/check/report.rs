@@ -84,8 +84,8 @@ impl OrgReport {
         email
             + match &self.live {
                 Some(LiveResult::Failed { .. }) => 1,
-            Some(LiveResult::Checked { findings, .. }) => findings
-                .iter()
+                Some(LiveResult::Checked { findings, .. }) => findings
+                    .iter()
                     .filter(|f| f.severity == Severity::Error)
                     .count(),
                 _ => 0,

@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 
 use crate::lead::OrgName;
 use crate::store::{
-    ClaimedDelivery, Destination, DeliveryView, StoreError, from_millis, parse_id, parse_name, parse_org,
+    ClaimedDelivery, DeliveryView, Destination, StoreError, from_millis, parse_id, parse_name,
+    parse_org,
 };
 
 pub(super) fn count(v: i64) -> u32 {
