@@ -9,14 +9,16 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::concurrency::AdaptiveLimit;
 use super::metadata::MetadataCache;
-use crate::config::{Credentials, DeliverySettings, MailTransport, Organization, Settings};
+use crate::config::{
+    Credentials, DeliverySettings, MailTransport, Organization, Settings, SmtpSettings,
+};
 use crate::dataverse::DataverseClient;
 use crate::lead::OrgName;
 use crate::mail::{GraphMailer, SmtpMailer};
@@ -44,8 +46,10 @@ pub(super) struct OrgState {
     /// The email queue's own limit: a mail server that hangs can hold this
     /// many attempts, never the slots of the Dynamics records.
     pub(super) email_limit: Arc<AdaptiveLimit>,
-    /// The pooled SMTP transport (`transport = "smtp"`), or why there is none.
-    smtp: Option<Result<SmtpMailer, RemoteError>>,
+    /// `transport = "smtp"`: its settings, and the pooled transport built
+    /// from them on first use (inside the runtime, which lettre's pool needs).
+    smtp_settings: Option<SmtpSettings>,
+    smtp: OnceLock<Result<SmtpMailer, RemoteError>>,
     /// The organization's Entra app asking for Graph tokens (`transport = "graph"`).
     graph_credentials: Option<Credentials>,
     /// How long an attempt waits, after another one got a 429, for the
@@ -87,10 +91,11 @@ impl OrgState {
             rate,
             metadata: MetadataCache::default(),
             email_limit: Arc::new(AdaptiveLimit::new(EMAIL_CONCURRENCY)),
-            smtp: org.email.as_ref().and_then(|e| match &e.transport {
-                MailTransport::Smtp(smtp) => Some(SmtpMailer::new(smtp)),
+            smtp_settings: org.email.as_ref().and_then(|e| match &e.transport {
+                MailTransport::Smtp(smtp) => Some(smtp.clone()),
                 MailTransport::Graph { .. } => None,
             }),
+            smtp: OnceLock::new(),
             graph_credentials: org
                 .email
                 .as_ref()
@@ -112,14 +117,16 @@ impl OrgState {
     }
 
     pub(super) fn smtp(&self) -> Result<&SmtpMailer, RemoteError> {
-        match &self.smtp {
-            Some(Ok(mailer)) => Ok(mailer),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(RemoteError::new(
+        let Some(settings) = &self.smtp_settings else {
+            return Err(RemoteError::new(
                 ErrorKind::OrganizationWide,
                 "no SMTP transport configured",
-            )),
-        }
+            ));
+        };
+        self.smtp
+            .get_or_init(|| SmtpMailer::new(settings))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub(super) fn graph_credentials(&self) -> Option<&Credentials> {

@@ -23,10 +23,25 @@ const POOL_SIZE: u32 = 4;
 /// clients after a minute or so anyway).
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
+/// Build and drop it inside a Tokio runtime: lettre's pool spawns its
+/// housekeeping when it is built and its shutdown when it is dropped.
+/// Dropped outside one (at process exit), the pool is let go unclosed
+/// rather than panic.
 pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Always `Some` but in `drop`.
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     /// `host:port`, for messages.
     server: String,
+}
+
+impl Drop for SmtpMailer {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err()
+            && let Some(transport) = self.transport.take()
+        {
+            std::mem::forget(transport);
+        }
+    }
 }
 
 impl std::fmt::Debug for SmtpMailer {
@@ -77,7 +92,7 @@ impl SmtpMailer {
             ));
         }
         Ok(Self {
-            transport: builder.build(),
+            transport: Some(builder.build()),
             server: format!("{}:{}", settings.host, settings.port),
         })
     }
@@ -85,7 +100,7 @@ impl SmtpMailer {
     pub async fn send(&self, message: &Message) -> Result<Accepted, RemoteError> {
         let mail = build(message)?;
         let response = self
-            .transport
+            .transport()?
             .send(mail)
             .await
             .map_err(|e| classify(&self.server, &e))?;
@@ -98,7 +113,7 @@ impl SmtpMailer {
     /// Connects, says EHLO, starts TLS and authenticates as a delivery
     /// would, then quits: what `check --live` asks of the server.
     pub async fn check(&self) -> Result<(), RemoteError> {
-        match self.transport.test_connection().await {
+        match self.transport()?.test_connection().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(RemoteError::new(
                 ErrorKind::Transient { retry_after: None },
@@ -106,6 +121,17 @@ impl SmtpMailer {
             )),
             Err(e) => Err(classify(&self.server, &e)),
         }
+    }
+}
+
+impl SmtpMailer {
+    fn transport(&self) -> Result<&AsyncSmtpTransport<Tokio1Executor>, RemoteError> {
+        self.transport.as_ref().ok_or_else(|| {
+            RemoteError::new(
+                ErrorKind::Transient { retry_after: None },
+                "SMTP transport closed",
+            )
+        })
     }
 }
 
