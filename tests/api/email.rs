@@ -118,6 +118,12 @@ async fn each_lead_is_mailed_with_both_parts_beside_its_dynamics_record() {
     assert_eq!(content_type.ctype(), "multipart");
     assert_eq!(content_type.subtype(), Some("alternative"));
 
+    // The next lead's mail goes over the same connection.
+    t.accept_lead(&next_lead()).await;
+    assert_eq!(t.deliver_due().await, 2);
+    assert_eq!(smtp.wait_for(2, WAIT).await.len(), 2);
+    assert_eq!(smtp.connections(), 1, "the pooled connection is reused");
+
     // The operator's view and the metrics know the second destination.
     let list = t.cli(&["deliveries", "list", "--json"]).await;
     assert_eq!(list.code, Some(0), "{}", list.stderr);
@@ -444,4 +450,35 @@ async fn one_dead_letter_sends_one_alert_and_ten_send_one_batch() {
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(alerts(smtp.received()).len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_smtp_login_blocks_the_mail_queue_not_the_records() {
+    let smtp = SmtpServer::with_login(SMTP_USER, "another-password").await;
+    let t = app_mailing_to(&smtp.url(), "").await;
+    mount_token(&t.entra, "token-1").await;
+    mount_created(&t.dataverse).await;
+    let id = t.accept_lead(sample_2020()).await;
+    t.deliver_due().await;
+    let ds = t.deliveries(id).await;
+    assert_eq!(
+        of(&ds, Destination::Dataverse).status,
+        DeliveryStatus::Delivered
+    );
+    let mail = of(&ds, Destination::Email);
+    assert_eq!(
+        mail.status,
+        DeliveryStatus::Retrying,
+        "waits, not dead: {mail:#?}"
+    );
+    assert!(mail.blocked, "{mail:#?}");
+    let error = mail.last_error.unwrap_or_default();
+    assert!(
+        error.contains("organization blocked") && error.contains("535"),
+        "{error}"
+    );
+    let blocks = t.running_store().blocks().await.unwrap();
+    assert_eq!(blocks.len(), 1, "{blocks:#?}");
+    assert_eq!(blocks[0].destination, Destination::Email);
+    assert!(smtp.received().is_empty());
 }
