@@ -385,7 +385,9 @@ async fn one_dead_letter_sends_one_alert_and_ten_send_one_batch() {
     let smtp = SmtpServer::with_login(SMTP_USER, SMTP_PASSWORD).await;
     let t = TestApp::spawn_with(TestConfig {
         extra_toml: smtp_section(&smtp.url(), r#"alert_to = ["ops@contoso.com"]"#),
-        delivery_toml: "alert_window = \"300ms\"".into(),
+        // All ten dead letters in one worker pass, well inside one window.
+        delivery_toml: "alert_window = \"1s\"".into(),
+        concurrency: 16,
         ..TestConfig::retry_at_once()
     })
     .await;
@@ -433,7 +435,7 @@ async fn one_dead_letter_sends_one_alert_and_ten_send_one_batch() {
         );
     }
     // Nothing more for it after its window.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(alerts(smtp.received()).len(), 1, "exactly one alert");
 
     for n in 0..10 {
@@ -448,7 +450,7 @@ async fn one_dead_letter_sends_one_alert_and_ten_send_one_batch() {
         m.subject(),
         Some("[leadbridge] contoso: 10 leads dead-lettered")
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(alerts(smtp.received()).len(), 2);
 }
 
