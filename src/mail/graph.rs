@@ -96,25 +96,8 @@ impl GraphMailer {
 }
 
 fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> RemoteError {
-    let error = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").cloned());
-    let code = error
-        .as_ref()
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let message = error
-        .as_ref()
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("unexpected status")
-                .to_owned()
-        });
+    let (code, message) = outbound::error_body(body, headers);
+    let message = message.unwrap_or_else(|| outbound::status_text(status));
     let kind = match status.as_u16() {
         401 => ErrorKind::Unauthorized,
         // Mail.Send not granted (or restricted by an application access
