@@ -484,3 +484,27 @@ async fn a_refused_smtp_login_blocks_the_mail_queue_not_the_records() {
     assert_eq!(blocks[0].destination, Destination::Email);
     assert!(smtp.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_dry_run_organization_logs_the_mail_and_sends_nothing() {
+    let smtp = SmtpServer::with_login(SMTP_USER, SMTP_PASSWORD).await;
+    let t = TestApp::spawn_with(TestConfig {
+        dry_run: true,
+        extra_toml: smtp_section(&smtp.url(), ""),
+        ..Default::default()
+    })
+    .await;
+    let id = t.accept_lead(sample_2020()).await;
+    assert_eq!(t.deliver_due().await, 2);
+    let mail = of(&t.deliveries(id).await, Destination::Email);
+    assert_eq!(mail.status, DeliveryStatus::DryRun, "{mail:#?}");
+    assert!(
+        mail.remote_ref
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("dry-run:email:<"),
+        "{mail:#?}"
+    );
+    assert!(smtp.received().is_empty());
+    assert_eq!(smtp.connections(), 0, "nothing connects in a dry run");
+}
