@@ -155,6 +155,8 @@ def test_graph_email_needs_the_organization_app(render):
         ({"email": {"to": ["a@contoso.com"], "from": "l@contoso.com"}}, "smtpUrl is required"),
         ({"email": {"to": ["a@contoso.com"], "from": "l@contoso.com",
                     "smtpUrl": "smtp://m:25", "smtpUsername": "u"}}, "needs email.smtpPassword"),
+        ({"email": {"to": ["a@contoso.com"], "from": "l@contoso.com",
+                    "smtpUrl": "smtp://m:25", "smtpPassword": "p"}}, "needs email.smtpUsername"),
         ({"email": {"to": ["a@contoso.com"], "from": "l@contoso.com", "transport": "graph",
                     "smtpUrl": "smtp://m:25"}, "auth": {**APP, "clientSecret": "s"}},
          "only used with transport smtp"),
@@ -177,7 +179,9 @@ def test_smtp_password_from_an_existing_secret(render):
     assert r.config["organizations"]["contoso"]["email"]["smtp_password_file"] == (
         f"{SECRETS_DIR}/contoso-smtp-password")
     assert "contoso-smtp-password" in r.notes
-    assert egress_ports(r) >= {(25, "TCP"), (587, "TCP")}  # smtp:// without a port
+    # smtp:// without a port: the application's default, 587.
+    ports = egress_ports(r)
+    assert (587, "TCP") in ports and (25, "TCP") not in ports
 
 
 # ------------------------------------------------------------------- lifecycle

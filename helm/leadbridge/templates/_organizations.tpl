@@ -148,7 +148,7 @@ asked for (auth.method, Graph e-mail) or once its credentials are complete.
 {{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" }}
 {{- if $port }}{{ $ports = append $ports (int $port) }}
 {{- else if eq $url.scheme "smtps" }}{{ $ports = append $ports 465 }}
-{{- else }}{{ $ports = concat $ports (list 25 587) }}{{ end }}
+{{- else }}{{ $ports = append $ports 587 }}{{ end }}
 {{- end }}
 {{- end }}
 {{- toJson (uniq $ports) }}
@@ -233,6 +233,9 @@ first in dry run, else none ("").
 {{- end }}
 {{- if and (eq $transport "smtp") (dig "email" "smtpUsername" "" $spec) (not (include "leadbridge.smtpPassword" .)) }}
 {{- fail (printf "%s.email.smtpUsername needs email.smtpPassword (or existingSecret with the key %s-smtp-password)" $p $org) }}
+{{- end }}
+{{- if and (eq $transport "smtp") (dig "email" "smtpPassword" "" $spec) (not (dig "email" "smtpUsername" "" $spec)) }}
+{{- fail (printf "%s.email.smtpPassword needs email.smtpUsername (both or neither)" $p) }}
 {{- end }}
 {{- if and (eq $transport "graph") (dig "email" "smtpUrl" "" $spec) }}
 {{- fail (printf "%s.email.smtpUrl is only used with transport smtp" $p) }}
