@@ -6,9 +6,7 @@ workload identity token) are written under a temporary directory, their
 mount paths rewritten in config.toml and the environment, and the real
 binary runs `leadbridge check` with the pod's environment. This keeps the
 chart and the Rust config loader from drifting apart: a key the chart
-writes and the application refuses fails here. (Only one exception: a
-build whose loader has no [organizations.<org>.email] yet reports the e-mail
-scenarios as expected failures; see run_check.) (test_image.py runs the same
+writes and the application refuses fails here. (test_image.py runs the same
 check inside the image's filesystem, at the real paths, as uid 10001.)
 """
 
@@ -78,16 +76,8 @@ def run_check(rendered: Rendered, values: dict[str, Any], tmp_path: Path) -> sub
         text=True,
         timeout=60,
     )
-    if run.returncode != 0 and uses_email(values) and "unknown field `email`" in run.stderr:
-        # The loader of this build predates [organizations.<org>.email]:
-        # the same test passes, unchanged, with a build that knows it.
-        pytest.xfail("this leadbridge build does not know [organizations.<org>.email] yet")
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n--- config ---\n{config.read_text()}"
     return run
-
-
-def uses_email(values: dict[str, Any]) -> bool:
-    return any((spec or {}).get("email") for spec in (values.get("organizations") or {}).values())
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -37,7 +37,6 @@ import pytest
 
 from conftest import REPO_ROOT, SCENARIOS
 from pod import PodView, pod_view, write_volume
-from test_app_accepts_config import uses_email
 
 REQUIRE = os.environ.get("LEADBRIDGE_REQUIRE_IMAGE") == "1"
 RELEASE_BIN = REPO_ROOT / "target" / "release" / "leadbridge"
@@ -148,8 +147,6 @@ def container_for(render, image_rootfs: Path, name: str, tmp_path: Path) -> Cont
 def test_image_accepts_the_scenario(render, image_rootfs, name, tmp_path):
     c = container_for(render, image_rootfs, name, tmp_path)
     run = subprocess.run(c.leadbridge("check"), capture_output=True, text=True, timeout=60)
-    if run.returncode != 0 and uses_email(SCENARIOS[name]) and "unknown field `email`" in run.stderr:
-        pytest.xfail("this leadbridge build does not know [organizations.<org>.email] yet")
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
     for org in SCENARIOS[name]["organizations"]:
         assert org in run.stdout
