@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import CHART_DIR
+from conftest import CHART_DIR, validate_objects
 from test_app_accepts_config import EVERY_KEY
 
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
@@ -88,3 +88,9 @@ def test_readme_documents_no_other_key():
             leaf.startswith(k + ".") for leaf in LEAVES)
     )
     assert stale == [], f"documented but not in values.schema.json: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_KEY))
+def test_every_key_files_render_valid_kubernetes(render, name):
+    checked = validate_objects(render(EVERY_KEY[name]))
+    assert any(c.startswith("Deployment/") for c in checked)
