@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -164,13 +165,26 @@ def test_nothing_writable_but_the_data_volume_and_tmp(render, image_rootfs, name
     assert ("/var/lib/leadbridge" in writable) is not postgres
 
 
-def http_get(c: Container, pid: int, url: str) -> int:
+def http_get(c: Container, pid: int, url: str) -> tuple[int, str]:
+    """Status and body of a GET from inside the container's network."""
     code = (f"import urllib.request, sys\n"
-            f"try:\n  print(urllib.request.urlopen({url!r}, timeout=2).status)\n"
+            f"try:\n  r = urllib.request.urlopen({url!r}, timeout=2)\n"
+            f"  print(r.status); print(r.read().decode())\n"
             f"except Exception as e:\n  print(getattr(e, 'code', 0))\n")
     run = subprocess.run(c.in_netns(pid, sys.executable, "-c", code),
                          capture_output=True, text=True, timeout=30)
-    return int(run.stdout.strip() or 0)
+    status, _, body = run.stdout.partition("\n")
+    return int(status.strip() or 0), body
+
+
+def alert_metrics(render) -> set[str]:
+    """The metric names the chart's alert rules query."""
+    rendered = render({**SCENARIOS["defaults"], "prometheusRule": {"enabled": True}})
+    rules = rendered.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+    names = set()
+    for rule in rules:
+        names.update(re.findall(r"\b(leadbridge_[a-z_]+)\{", rule["expr"]))
+    return names
 
 
 def test_image_serves_the_defaults_and_takes_a_lead(render, image_rootfs, tmp_path):
@@ -182,13 +196,20 @@ def test_image_serves_the_defaults_and_takes_a_lead(render, image_rootfs, tmp_pa
                               stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        while http_get(c, server.pid, "http://127.0.0.1:8080/healthz") != 200:
+        while http_get(c, server.pid, "http://127.0.0.1:8080/healthz")[0] != 200:
             assert server.poll() is None, f"serve exited: {server.stdout.read()}"
             assert time.monotonic() < deadline, "no answer on /healthz within 60s"
             time.sleep(0.5)
-        while http_get(c, server.pid, "http://127.0.0.1:9090/readyz") != 200:
+        while http_get(c, server.pid, "http://127.0.0.1:9090/readyz")[0] != 200:
             assert time.monotonic() < deadline, "/readyz not 200 within 60s"
             time.sleep(0.5)
+        # Every metric the alert rules query is one the application exports.
+        status, metrics = http_get(c, server.pid, "http://127.0.0.1:9090/metrics")
+        assert status == 200
+        wanted = alert_metrics(render)
+        assert len(wanted) == 3
+        exported = set(re.findall(r"^(leadbridge_[a-z_]+)", metrics, re.MULTILINE))
+        assert wanted <= exported, f"not exported: {wanted - exported}"
 
         # What the chart's helm test pod runs, from inside the image.
         uid, gid = c.view.run_as
