@@ -82,8 +82,13 @@ impl Application {
         let organizations =
             Arc::new(Organizations::load(&settings).map_err(StartupError::Mappings)?);
         let metrics = crate::metrics::install();
-        for org in settings.organizations.keys() {
-            crate::metrics::register_org(org.as_str(), &[store::Destination::Dataverse.as_str()]);
+        for (name, org) in &settings.organizations {
+            let destinations: Vec<&'static str> = org
+                .destinations()
+                .into_iter()
+                .map(store::Destination::as_str)
+                .collect();
+            crate::metrics::register_org(name.as_str(), &destinations);
         }
         let store = store::connect(&settings.store.url).await?;
         // A restart is how a configuration change arrives: the cause of a
@@ -129,6 +134,11 @@ impl Application {
                 },
             ),
             secrets: EndpointSecrets::new(settings.organizations.values()),
+            destinations: settings
+                .organizations
+                .iter()
+                .map(|(name, org)| (name.clone(), org.destinations()))
+                .collect(),
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
             wake,

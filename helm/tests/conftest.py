@@ -9,6 +9,7 @@ kubernetes-validate's strict JSON schemas, which ship in its wheel.
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,22 @@ RELEASE = "lb"
 NAMESPACE = "leads"
 FULLNAME = "lb-leadbridge"
 
-# Oldest and newest Kubernetes versions whose schemas kubernetes-validate ships
-# (the chart declares kubeVersion >= 1.25).
-KUBE_VERSIONS = ("1.25.0", "1.37.0")
+# The oldest Kubernetes version the chart supports (Chart.yaml kubeVersion)
+# and the newest whose schemas kubernetes-validate ships.
+KUBE_VERSIONS = ("1.25.0", kv.latest_version())
 
 # Custom resources have no schema in kubernetes-validate; they are checked by
 # hand (see check_custom_resource).
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+
+# The chart's value scenarios (chart-testing convention: ci/*.yaml), by name.
+CI_DIR = CHART_DIR / "ci"
+SCENARIOS: dict[str, dict[str, Any]] = {
+    path.stem: yaml.safe_load(path.read_text()) or {} for path in sorted(CI_DIR.glob("*.yaml"))
+}
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -128,9 +138,12 @@ def render(chart: helm_python.Chart) -> Renderer:
 
 
 def check_custom_resource(obj: dict[str, Any]) -> None:
-    """Hand-written check for the one CRD kind the chart renders."""
-    assert (obj["apiVersion"], obj["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    """Hand-written checks for the CRD kinds the chart renders."""
     assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+    if obj["kind"] == "PrometheusRule":
+        check_prometheus_rule(obj)
+        return
+    assert (obj["apiVersion"], obj["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
     assert set(obj["spec"]) <= {"endpoints", "selector", "namespaceSelector", "jobLabel"}
     assert obj["spec"]["selector"]["matchLabels"]
     assert obj["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
@@ -138,6 +151,23 @@ def check_custom_resource(obj: dict[str, Any]) -> None:
     for endpoint in obj["spec"]["endpoints"]:
         assert set(endpoint) <= allowed, endpoint
         assert isinstance(endpoint["port"], str)
+
+
+def check_prometheus_rule(obj: dict[str, Any]) -> None:
+    assert set(obj["spec"]) == {"groups"}
+    for group in obj["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules"} and group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            assert rule["alert"] and rule["expr"]
+            assert all(isinstance(v, str) for v in rule.get("labels", {}).values())
+            assert all(isinstance(v, str) for v in rule.get("annotations", {}).values())
+            if "for" in rule:
+                assert re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|y))+", rule["for"]), rule["for"]
+            # Balanced brackets and braces: a template slip shows here first.
+            expr = rule["expr"]
+            for open_, close in ("()", "{}", "[]"):
+                assert expr.count(open_) == expr.count(close), expr
 
 
 def validate_objects(rendered: Rendered) -> list[str]:

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Helm chart tests, unattended (CI): renders helm/leadbridge with Helm's own
-# engine (helm-python-sdk), validates every object against the Kubernetes JSON
-# schemas (kubernetes-validate, strict, offline), lints the chart and checks
-# what each value scenario must produce. Needs python3 >= 3.11 and PyPI.
+# engine (helm-python-sdk) for every ci/*.yaml scenario, validates every
+# object against the Kubernetes JSON schemas (kubernetes-validate, strict,
+# offline), lints the chart, checks what each scenario must produce, and runs
+# `leadbridge check` (target/debug, or LEADBRIDGE_BIN) on each rendering and
+# on every-key/*.yaml. With a release build (or LEADBRIDGE_IMAGE_ROOTFS) and
+# root, test_image.py runs every scenario in the image's filesystem too.
+# Needs python3 >= 3.11 and PyPI.
 #
 #   bash helm/tests/run.sh [pytest args...]
 #

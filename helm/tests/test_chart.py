@@ -8,12 +8,16 @@ import urllib.parse
 
 import helm_python
 import pytest
+import yaml
+from kubernetes_validate import utils as kv
 
 from conftest import (
     CHART_DIR,
     FULLNAME,
+    KUBE_VERSIONS,
     NAMESPACE,
     REPO_ROOT,
+    SCENARIOS,
     Rendered,
     merge,
     validate_objects,
@@ -27,37 +31,13 @@ PG_URL = "postgres://leadbridge:pw@postgres.db.svc:5432/leadbridge"
 SQLITE_MESSAGE = (
     "leadbridge: replicaCount > 1 (or autoscaling) needs store.postgresUrl"
 )
+DEFAULTS_CODE = SCENARIOS["defaults"]["organizations"]["contoso"]["endpointSecrets"][0]
 
-SCENARIOS: dict[str, dict] = {
-    "defaults": {},
-    "ingress-tls": {
-        "ingress": {
-            "enabled": True,
-            "className": "nginx",
-            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt-prod"},
-            "hosts": [{"host": "leads.example.com"}],
-            "tls": [{"secretName": "leads-example-com-tls", "hosts": ["leads.example.com"]}],
-        },
-        "organizations": {"contoso": {"endpointSecrets": [CODE, "old-code-during-rotation"]}},
-    },
-    "workload-identity": {
-        "workloadIdentity": {"enabled": True, "clientId": CLIENT_ID, "tenantId": TENANT_ID},
-        "organizations": {"contoso": {"dryRun": False, "endpointSecrets": [CODE]}},
-    },
-    "postgres-ha": {
-        "replicaCount": 3,
-        "store": {"postgresUrl": PG_URL},
-        "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 8},
-        "podDisruptionBudget": {"minAvailable": 2},
-    },
-    "existing-secret": {
-        "existingSecret": "leadbridge-secrets",
-        "organizations": {"contoso": {"dryRun": False, "auth": {
-            "tenantId": TENANT_ID, "clientId": CLIENT_ID}}},
-        "networkPolicy": {"enabled": True},
-        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    },
-}
+
+def contoso(**spec) -> dict:
+    """Values with the one organization `contoso` (dry run unless told)."""
+    base = {"url": "https://contoso.crm4.dynamics.com", "dryRun": True, "endpointSecrets": [CODE]}
+    return {"organizations": {"contoso": merge(base, spec)}}
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +65,31 @@ def env_by_name(container: dict) -> dict[str, dict]:
 
 
 def test_lint_has_no_errors_or_warnings():
-    report = helm_python.lint(CHART_DIR, strict=True, namespace=NAMESPACE)
+    report = helm_python.lint(CHART_DIR, SCENARIOS["defaults"], strict=True, namespace=NAMESPACE)
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert report["errors"] == [] and problems == [], report
 
 
+def test_the_chart_defaults_name_no_organization(render):
+    # No example organization with a placeholder secret in a real install:
+    # the chart asks for one instead.
+    with pytest.raises(helm_python.HelmRenderError, match="no organization configured") as err:
+        render({})
+    assert "organizations.contoso.endpointSecrets[0]=" in str(err.value)
+
+
+def test_schemas_cover_the_kubernetes_versions_the_chart_declares():
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    oldest, newest = KUBE_VERSIONS
+    assert chart["kubeVersion"] == f">={oldest}-0"
+    assert oldest in kv.all_versions() and newest == kv.latest_version()
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_lint_with_scenario_values(name):
-    report = helm_python.lint(CHART_DIR, SCENARIOS[name], namespace=NAMESPACE)
-    assert report["errors"] == [], report
+    report = helm_python.lint(CHART_DIR, SCENARIOS[name], strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], report
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -111,8 +107,8 @@ def test_every_object_is_valid_kubernetes(scenario, name):
 def test_defaults_objects(scenario):
     r = scenario("defaults")
     assert r.kinds() == sorted(
-        ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret",
-         "Service", "ServiceAccount"]
+        ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim",
+         "Pod", "Secret", "Service", "ServiceAccount"]
     )
     assert r.deployment["spec"]["replicas"] == 1
     assert r.deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -140,6 +136,7 @@ def test_defaults_config_toml(scenario):
             # application checks [auth] whenever it is present.
         }
     }
+    assert set(cfg) == {"server", "admin", "store", "log", "organizations"}
 
 
 def test_defaults_pod_security(scenario):
@@ -183,6 +180,7 @@ def test_defaults_mounts_env_probes(scenario):
     assert "LEADBRIDGE__STORE__URL" not in env
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"http": 8080, "admin": 9090}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
 
@@ -197,7 +195,7 @@ def test_defaults_service(scenario):
 def test_defaults_secret_and_mappings(scenario):
     r = scenario("defaults")
     data = secret_data(r)
-    assert data["contoso-endpoint-secrets"] == "change-me-to-a-long-random-url-safe-secret\n"
+    assert data["contoso-endpoint-secrets"] == f"{DEFAULTS_CODE}\n"
     assert "contoso-client-secret" not in data
     assert len(data["admin-token"]) >= 32
     mappings = r.one("ConfigMap", f"{FULLNAME}-mappings")["data"]
@@ -209,11 +207,20 @@ def test_defaults_secret_and_mappings(scenario):
 def test_defaults_notes_warn_and_print_url(scenario):
     notes = scenario("defaults").notes
     assert "WARNING: no public URL" in notes
-    assert (
-        "https://<your-public-host>/leads/contoso?code=change-me-to-a-long-random-url-safe-secret"
-        in notes
-    )
-    assert "placeholder secret" in notes
+    assert f"https://<your-public-host>/leads/contoso?code={DEFAULTS_CODE}" in notes
+    assert "placeholder secret" not in notes
+    assert "helm test --namespace leads lb" in notes
+    assert "kubectl delete pvc --namespace leads lb-leadbridge-data" in notes
+
+
+def test_placeholder_secret_only_in_dry_run(render):
+    placeholder = "change-me-to-a-long-random-url-safe-secret"
+    dry = render(contoso(endpointSecrets=[placeholder]))
+    assert "WARNING: this is the placeholder secret" in dry.notes
+    live = contoso(dryRun=False, endpointSecrets=[placeholder],
+                   auth={"tenantId": TENANT_ID, "clientId": CLIENT_ID, "clientSecret": "s"})
+    with pytest.raises(helm_python.HelmRenderError, match="holds a placeholder"):
+        render(live)
 
 
 # --------------------------------------------------------------------- ingress
@@ -236,14 +243,17 @@ def test_ingress_tls(scenario):
 
 def test_ingress_tls_notes_print_partner_center_url(scenario):
     notes = scenario("ingress-tls").notes
-    assert f"https://leads.example.com/leads/contoso?code={CODE}\n" in notes
-    assert "old-code-during-rotation" not in notes
+    code = SCENARIOS["ingress-tls"]["organizations"]["contoso"]["endpointSecrets"][0]
+    assert f"https://leads.example.com/leads/contoso?code={code}\n" in notes
     assert "WARNING" not in notes
 
 
-def test_ingress_secret_holds_every_endpoint_secret(scenario):
-    data = secret_data(scenario("ingress-tls"))
-    assert data["contoso-endpoint-secrets"].splitlines() == [CODE, "old-code-during-rotation"]
+def test_secret_holds_every_endpoint_secret_and_notes_print_the_first(scenario):
+    r = scenario("client-secret")
+    codes = SCENARIOS["client-secret"]["organizations"]["contoso"]["endpointSecrets"]
+    assert len(codes) == 2
+    assert secret_data(r)["contoso-endpoint-secrets"].splitlines() == codes
+    assert f"?code={codes[0]}" in r.notes and codes[1] not in r.notes
 
 
 def ingress_backends(rendered: Rendered):
@@ -264,7 +274,7 @@ def test_ingress_never_routes_to_admin_port(render, paths):
     host = {"host": "leads.example.com"}
     if paths is not None:
         host["paths"] = paths
-    r = render({"ingress": {"enabled": True, "hosts": [host, {"host": "b.example.com"}]}})
+    r = render({**contoso(), "ingress": {"enabled": True, "hosts": [host, {"host": "b.example.com"}]}})
     backends = list(ingress_backends(r))
     assert backends
     for _path, service in backends:
@@ -273,13 +283,13 @@ def test_ingress_never_routes_to_admin_port(render, paths):
 
 
 def test_ingress_without_tls_warns(render):
-    r = render({"ingress": {"enabled": True, "hosts": [{"host": "leads.example.com"}]}})
+    r = render({**contoso(), "ingress": {"enabled": True, "hosts": [{"host": "leads.example.com"}]}})
     assert r.config["server"]["public_url"] == "http://leads.example.com"
     assert "is not HTTPS" in r.notes
 
 
 def test_public_url_override(render):
-    r = render({"publicUrl": "https://crm-leads.example.org/", "ingress": {"enabled": False}})
+    r = render({**contoso(), "publicUrl": "https://crm-leads.example.org/", "ingress": {"enabled": False}})
     assert r.config["server"]["public_url"] == "https://crm-leads.example.org"
     assert "https://crm-leads.example.org/leads/contoso?code=" in r.notes
 
@@ -296,9 +306,9 @@ def test_workload_identity(scenario):
     assert sa["metadata"]["annotations"]["azure.workload.identity/tenant-id"] == TENANT_ID
     assert r.pod["spec"]["serviceAccountName"] == FULLNAME
     auth = r.config["organizations"]["contoso"]["auth"]
+    # No authority_host: the webhook's AZURE_AUTHORITY_HOST applies.
     assert auth == {
         "method": "workload_identity",
-        "authority_host": "https://login.microsoftonline.com",
         "tenant_id": TENANT_ID,
         "client_id": CLIENT_ID,
     }
@@ -308,12 +318,11 @@ def test_workload_identity(scenario):
 
 def test_workload_identity_needs_client_id(render):
     with pytest.raises(helm_python.HelmRenderError, match="workloadIdentity.clientId"):
-        render({"workloadIdentity": {"enabled": True}})
+        render({**contoso(), "workloadIdentity": {"enabled": True}})
 
 
 def test_live_org_needs_client_secret_without_workload_identity(render):
-    values = {"organizations": {"contoso": {"dryRun": False, "auth": {
-        "tenantId": TENANT_ID, "clientId": CLIENT_ID}}}}
+    values = contoso(dryRun=False, auth={"tenantId": TENANT_ID, "clientId": CLIENT_ID})
     with pytest.raises(helm_python.HelmRenderError, match="auth.clientSecret is required"):
         render(values)
     values["organizations"]["contoso"]["auth"]["clientSecret"] = "app-secret"
@@ -324,102 +333,16 @@ def test_live_org_needs_client_secret_without_workload_identity(render):
     )
 
 
-# ------------------------------------------------------------------ PostgreSQL
-
-
-def test_postgres_ha(scenario):
-    r = scenario("postgres-ha")
-    spec = r.deployment["spec"]
-    assert "replicas" not in spec  # the HPA owns it
-    assert spec["strategy"]["type"] == "RollingUpdate"
-    hpa = r.one("HorizontalPodAutoscaler", FULLNAME)
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 8)
-    assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
-    pdb = r.one("PodDisruptionBudget", FULLNAME)
-    assert pdb["spec"]["minAvailable"] == 2
-    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
-    assert r.maybe("PersistentVolumeClaim") is None
-    assert "/var/lib/leadbridge" not in {m["mountPath"] for m in r.container["volumeMounts"]}
-    env = env_by_name(r.container)
-    assert env["LEADBRIDGE__STORE__URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": FULLNAME, "key": "store-url"}
-    assert secret_data(r)["store-url"] == PG_URL
-    assert "url" not in r.config["store"]
-    assert PG_URL not in r.config_text
-
-
-def test_postgres_replicas_without_hpa(render):
-    r = render({"replicaCount": 3, "store": {"postgresUrl": PG_URL}})
-    assert r.deployment["spec"]["replicas"] == 3
-    assert r.maybe("HorizontalPodAutoscaler") is None
-    assert r.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
-
-
-def test_pdb_not_automatic_when_one_pod_may_run(render):
-    r = render({"store": {"postgresUrl": PG_URL},
-                "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4}})
-    assert r.maybe("PodDisruptionBudget") is None
-    assert r.one("HorizontalPodAutoscaler")["spec"]["minReplicas"] == 1
-
-
-def test_pdb_off_by_default_for_one_replica(scenario, render):
-    assert scenario("defaults").maybe("PodDisruptionBudget") is None
-    forced = render({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}})
-    assert forced.one("PodDisruptionBudget")["spec"] == {
-        "maxUnavailable": 1,
-        "selector": {"matchLabels": forced.deployment["spec"]["selector"]["matchLabels"]},
-    }
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        {"replicaCount": 2},
-        {"autoscaling": {"enabled": True}},
-        {"replicaCount": 3, "persistence": {"enabled": False}},
-    ],
-)
-def test_sqlite_refuses_more_than_one_replica(render, values):
-    with pytest.raises(helm_python.HelmRenderError) as err:
-        render(values)
-    message = str(err.value)
-    assert SQLITE_MESSAGE in message
-    assert "the embedded SQLite store supports exactly one replica" in message
-
-
-def test_store_existing_secret(render):
-    r = render({
-        "replicaCount": 2,
-        "existingSecret": "leadbridge-secrets",
-        "store": {"existingSecret": "pg-conn", "existingSecretKey": "uri"},
-        "networkPolicy": {"enabled": True},
-    })
-    env = env_by_name(r.container)
-    assert env["LEADBRIDGE__STORE__URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "pg-conn", "key": "uri"}
-    assert r.maybe("Secret") is None
-    egress_ports = {
-        (p["port"], p["protocol"])
-        for rule in r.one("NetworkPolicy")["spec"]["egress"]
-        for p in rule["ports"]
-    }
-    assert (5432, "TCP") in egress_ports
-    validate_objects(r)
-
-
 # -------------------------------------------- existingSecret, NetworkPolicy, SM
 
 
 def test_existing_secret(scenario):
-    r = scenario("existing-secret")
+    r = scenario("certificate-existing-secret")
     assert r.maybe("Secret") is None
     volumes = {v["name"]: v for v in r.pod["spec"]["volumes"]}
     assert volumes["secrets"]["secret"]["secretName"] == "leadbridge-secrets"
     cfg = r.config["organizations"]["contoso"]
     assert cfg["endpoint_secrets_file"] == f"{SECRETS_DIR}/contoso-endpoint-secrets"
-    assert cfg["auth"]["client_secret_file"] == f"{SECRETS_DIR}/contoso-client-secret"
     notes = r.notes
     assert (
         "kubectl get secret --namespace leads leadbridge-secrets "
@@ -427,38 +350,44 @@ def test_existing_secret(scenario):
     )
     assert 'echo "https://<your-public-host>/leads/contoso?code=${CODE}"' in notes
     assert "change-me" not in notes
-    for key in ("admin-token", "contoso-endpoint-secrets", "contoso-client-secret"):
-        assert key in notes
+    # The certificate has a Secret of its own: not a key of existingSecret.
+    assert "  contoso-endpoint-secrets\n" in notes
+    assert "contoso-client-secret" not in notes and "contoso-certificate" not in notes
 
 
-def test_network_policy(scenario):
-    r = scenario("existing-secret")
+def test_network_policy_is_on_by_default(scenario):
+    r = scenario("defaults")
     np = r.one("NetworkPolicy", FULLNAME)
     spec = np["spec"]
     assert spec["podSelector"]["matchLabels"] == r.deployment["spec"]["selector"]["matchLabels"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     rules = {rule["ports"][0]["port"]: rule for rule in spec["ingress"]}
     assert set(rules) == {"http", "admin"}
-    assert "from" not in rules["http"]  # public port: from anywhere
+    test_pod = r.one("Pod")["metadata"]["labels"]
+    assert rules["http"]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"podSelector": {"matchLabels": {
+            k: test_pod[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}}},
+    ]
     assert rules["admin"]["from"] == [{"namespaceSelector": {
         "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     egress_ports = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
     assert egress_ports == {(53, "UDP"), (53, "TCP"), (443, "TCP")}  # SQLite: no 5432
 
 
-def test_network_policy_public_namespaces(render):
-    selector = {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    r = render({"networkPolicy": {"enabled": True, "publicNamespaceSelectors": [selector],
-                                  "egress": {"extraPorts": [587]}}})
+def test_network_policy_public_port_open_to_all_when_asked(render):
+    r = render({**contoso(), "networkPolicy": {"publicNamespaceSelectors": [],
+                                              "egress": {"extraPorts": [8443]}}})
     spec = r.one("NetworkPolicy")["spec"]
     rules = {rule["ports"][0]["port"]: rule for rule in spec["ingress"]}
-    assert rules["http"]["from"] == [{"namespaceSelector": selector}]
-    assert any(p["port"] == 587 for rule in spec["egress"] for p in rule["ports"])
+    assert "from" not in rules["http"]
+    assert any(p["port"] == 8443 for rule in spec["egress"] for p in rule["ports"])
     validate_objects(r)
+    assert render({**contoso(), "networkPolicy": {"enabled": False}}).maybe("NetworkPolicy") is None
 
 
 def test_service_monitor(scenario):
-    r = scenario("existing-secret")
+    r = scenario("postgres-ha")
     sm = r.one("ServiceMonitor", FULLNAME)
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     (endpoint,) = sm["spec"]["endpoints"]
@@ -473,18 +402,18 @@ def test_service_monitor(scenario):
 
 
 def test_checksum_follows_config_not_mappings(render):
-    base = render()
+    base = render(contoso())
     assert len(base.checksum) == 64
     # Deterministic, although the admin token is generated at random.
-    assert render().checksum == base.checksum
+    assert render(contoso()).checksum == base.checksum
 
-    config_change = render({"config": {"maxBodyBytes": 131072}})
+    config_change = render({**contoso(), "config": {"server": {"maxBodyBytes": 131072}}})
     assert config_change.checksum != base.checksum
 
-    secret_change = render({"organizations": {"contoso": {"endpointSecrets": [CODE]}}})
+    secret_change = render(contoso(endpointSecrets=["another-code-0123456789"]))
     assert secret_change.checksum != base.checksum
 
-    mapping_change = render({"organizations": {"contoso": {"mapping": "fields:\n  subject: OfferTitle\n"}}})
+    mapping_change = render(contoso(mapping="fields:\n  subject: OfferTitle\n"))
     assert mapping_change.checksum == base.checksum
     old = base.one("ConfigMap", f"{FULLNAME}-mappings")["data"]["contoso.yaml"]
     new = mapping_change.one("ConfigMap", f"{FULLNAME}-mappings")["data"]["contoso.yaml"]
@@ -492,10 +421,11 @@ def test_checksum_follows_config_not_mappings(render):
 
 
 def test_checksum_with_existing_secret_ignores_secret_values(render):
-    base = render({"existingSecret": "s"})
-    other = render({"existingSecret": "s", "organizations": {"contoso": {"endpointSecrets": [CODE]}}})
+    base = render({**contoso(), "existingSecret": "s"})
+    other = render({**contoso(endpointSecrets=["another-code-0123456789"]), "existingSecret": "s"})
     assert base.checksum == other.checksum
-    assert render({"existingSecret": "s", "config": {"log": {"pii": True}}}).checksum != base.checksum
+    assert render({**contoso(), "existingSecret": "s",
+                   "config": {"log": {"pii": True}}}).checksum != base.checksum
 
 
 # ------------------------------------------------------ organizations, mapping
@@ -505,7 +435,7 @@ def test_second_org_mapping_from_set_file(render):
     repo_mapping = REPO_ROOT / "mappings" / "contoso.yaml"
     # What `--set-file organizations.fabrikam.mapping=mappings/contoso.yaml` gives.
     from_file = helm_python.parse_set_file(f"organizations.fabrikam.mapping={repo_mapping}")
-    values = merge(from_file, {"organizations": {"fabrikam": {
+    values = merge(merge(contoso(), from_file), {"organizations": {"fabrikam": {
         "url": "https://fabrikam.crm.dynamics.com", "dryRun": True,
         "endpointSecrets": ["fabrikam-code-0123456789"]}}})
     r = render(values)
@@ -532,7 +462,16 @@ def test_org_without_mapping_fails(render):
         {"organizations": {"Contoso_EU": {"url": "https://x.crm.dynamics.com"}}},
         {"organizations": {"a" * 64: {"url": "https://x.crm.dynamics.com"}}},
         {"config": {"log": {"format": "xml"}}},
-        {"organizations": {"contoso": {"endpointSecrets": ["short"]}}},
+        {"config": {"delivery": {"max_attempts": 3}}},  # values are camelCase and typed
+        {"config": {"delivery": {"backoffMax": "soon"}}},
+        {"config": {"server": {"dedupe_window": "1h"}}},
+        contoso(endpointSecrets=["short"]),
+        contoso(auth={"method": "password"}),
+        contoso(email={"to": [], "from": "leads@contoso.com", "smtpUrl": "smtp://m:25"}),
+        contoso(email={"to": ["a@b.c"], "smtpUrl": "smtp://m:25"}),  # no from
+        contoso(email={"to": ["a@b.c"], "from": "x@b.c", "smtpUrl": "http://m"}),
+        contoso(email={"to": ["a@b.c"], "from": "x@b.c", "transport": "sendmail"}),
+        contoso(email={"to": ["a@b.c"], "from": "x@b.c", "smtp_url": "smtp://m:25"}),
         {"store": {"postgresUrl": "mysql://db/leadbridge"}},
         {"replicaCount": "two"},
         {"ingress": {"hosts": [{"host": "x", "paths": [{"path": "leads"}]}]}},
@@ -545,12 +484,12 @@ def test_schema_rejects_bad_values(render, values):
 
 def test_dry_run_org_gets_auth_once_credentials_are_complete(render):
     auth = {"tenantId": TENANT_ID, "clientId": CLIENT_ID}
-    partial = render({"organizations": {"contoso": {"auth": auth}}})
+    partial = render(contoso(auth=auth))
     assert "auth" not in partial.config["organizations"]["contoso"]
-    full = render({"organizations": {"contoso": {"auth": {
-        **auth, "clientSecret": "app-secret", "scope": "https://x/.default"}}}})
+    full = render(contoso(auth={**auth, "clientSecret": "app-secret", "scope": "https://x/.default",
+                                "authorityHost": "https://login.microsoftonline.us"}))
     assert full.config["organizations"]["contoso"]["auth"] == {
-        "authority_host": "https://login.microsoftonline.com",
+        "authority_host": "https://login.microsoftonline.us",
         "tenant_id": TENANT_ID,
         "client_id": CLIENT_ID,
         "client_secret_file": f"{SECRETS_DIR}/contoso-client-secret",
@@ -559,35 +498,42 @@ def test_dry_run_org_gets_auth_once_credentials_are_complete(render):
     assert secret_data(full)["contoso-client-secret"] == "app-secret"
 
 
-def test_passthrough_tables_render_as_toml(render):
+def test_typed_settings_and_pass_through_share_their_tables(render):
     r = render({
+        **contoso(extra={"allow_http": False, "email": {"reply_to": "r@contoso.com"}},
+                  email={"to": ["sales@contoso.com"], "from": "leads@contoso.com",
+                         "smtpUrl": "smtp://mail.contoso.com:587"}),
         "config": {
-            "delivery": {"max_attempts": 12, "backoff_initial": "2s", "backoff_max": "30m",
-                         "concurrency": 4, "ratio": 1.5, "retry_on": [429, 503],
-                         "nested": {"after": "2d"}},
-            "extra": {"rate_limit": {"per_minute": 120}},
+            "server": {"dedupeWindow": "12h", "authFailuresPerMinute": 10, "maxConnections": 512},
+            "store": {"retention": "30days"},
+            "delivery": {"maxAttempts": 12, "backoffMax": "30m", "orgRequestsPerMinute": 600,
+                         "destinations": {"dataverse": {"retryFor": "24h"}}},
+            "extra": {"server": {"a_newer_key": 1.5}, "store": {"another": [1, 2]},
+                      "rate_limit": {"per_minute": 120}},
         },
-        "organizations": {"contoso": {"email": {
-            "to": ["sales@contoso.com", "ops@contoso.com"],
-            "from": "leads@contoso.com",
-            "smtp_url": "smtp://mail.contoso.com:587"}}},
     })
-    cfg = tomllib.loads(r.config_text)
-    assert cfg["delivery"] == {"max_attempts": 12, "backoff_initial": "2s", "backoff_max": "30m",
-                               "concurrency": 4, "ratio": 1.5, "retry_on": [429, 503],
-                               "nested": {"after": "2d"}}
-    assert isinstance(cfg["delivery"]["max_attempts"], int)
+    text = r.config_text
+    # One [server] and one [store]: the application refuses a table written twice.
+    assert text.count("\n[server]\n") == 1 and text.count("\n[store]\n") == 1
+    cfg = tomllib.loads(text)
+    assert cfg["server"] == {"listen": "0.0.0.0:8080", "max_body_bytes": 65536,
+                             "dedupe_window": "12h", "auth_failures_per_minute": 10,
+                             "max_connections": 512, "a_newer_key": 1.5}
+    assert isinstance(cfg["server"]["auth_failures_per_minute"], int)
+    assert cfg["store"] == {"url": "sqlite:///var/lib/leadbridge/leadbridge.db",
+                            "retention": "30days", "another": [1, 2]}
+    assert cfg["delivery"] == {"max_attempts": 12, "backoff_max": "30m",
+                               "org_requests_per_minute": 600,
+                               "destinations": {"dataverse": {"retry_for": "24h"}}}
     assert cfg["rate_limit"] == {"per_minute": 120}
-    assert cfg["organizations"]["contoso"]["email"] == {
-        "to": ["sales@contoso.com", "ops@contoso.com"],
-        "from": "leads@contoso.com",
-        "smtp_url": "smtp://mail.contoso.com:587"}
+    org = cfg["organizations"]["contoso"]
+    assert org["allow_http"] is False
+    assert org["email"] == {"to": ["sales@contoso.com"], "from": "leads@contoso.com",
+                            "smtp_url": "smtp://mail.contoso.com:587", "reply_to": "r@contoso.com"}
 
 
 def test_special_characters_survive(render):
     code = "Abc~def.ghi_jkl-0123456789"
-    r = render({"organizations": {"contoso": {
-        "url": 'https://contoso.crm4.dynamics.com/"quoted"\\',
-        "endpointSecrets": [code]}}})
+    r = render(contoso(url='https://contoso.crm4.dynamics.com/"quoted"\\', endpointSecrets=[code]))
     assert r.config["organizations"]["contoso"]["url"] == 'https://contoso.crm4.dynamics.com/"quoted"\\'
     assert f"code={urllib.parse.quote(code, safe='')}" in r.notes

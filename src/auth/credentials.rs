@@ -61,6 +61,21 @@ impl Credentials {
         self.into()
     }
 
+    /// The same identity asking for tokens of another resource (Microsoft
+    /// Graph besides Dataverse); tokens are cached per scope.
+    pub fn for_scope(&self, scope: &str) -> Credentials {
+        let mut c = self.clone();
+        match &mut c {
+            Self::ClientSecret { app, .. }
+            | Self::Certificate { app, .. }
+            | Self::WorkloadIdentity { app, .. } => app.scope = scope.to_owned(),
+            Self::ManagedIdentity(mi) => {
+                mi.resource = scope.trim_end_matches("/.default").to_owned();
+            }
+        }
+        c
+    }
+
     /// The app registration, for every method but managed identity.
     pub fn app(&self) -> Option<&EntraApp> {
         match self {

@@ -7,6 +7,7 @@
 //! ([`Settings::redacted`]).
 
 mod credentials;
+mod email;
 mod raw;
 pub(crate) mod redact;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::lead::OrgName;
 use raw::{EnvVars, RawSettings};
 
 pub use crate::auth::Credentials;
+pub use email::{DEFAULT_GRAPH_URL, EmailSettings, MailTransport, SmtpSettings, SmtpTls};
 pub use redact::{REDACTED, redact_url_password};
 
 /// Where `serve` and the other verbs look when `--config` is not given.
@@ -203,6 +205,10 @@ pub struct DeliverySettings {
     /// tried this often to find out whether the cause is gone.
     #[serde(with = "humantime_serde")]
     pub block_probe_interval: Duration,
+    /// Operators' alerts (`email.alert_to`) of one organization are gathered
+    /// this long from the first event and go out as one mail.
+    #[serde(with = "humantime_serde")]
+    pub alert_window: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -222,6 +228,7 @@ impl Default for DeliverySettings {
             lease_renewal: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             block_probe_interval: Duration::from_secs(60),
+            alert_window: Duration::from_secs(60),
         }
     }
 }
@@ -316,8 +323,9 @@ pub struct Organization {
     /// Not serialized: it is already the key in [`Settings::organizations`].
     #[serde(skip)]
     pub name: OrgName,
-    /// `https://contoso.crm4.dynamics.com`
-    pub url: Url,
+    /// `https://contoso.crm4.dynamics.com`; `None`: no Dynamics destination
+    /// (the organization is email only).
+    pub url: Option<Url>,
     /// Render and log, never call Microsoft.
     pub dry_run: bool,
     #[serde(serialize_with = "redact::path")]
@@ -325,19 +333,38 @@ pub struct Organization {
     /// Live secrets for `?code=`; several during a rotation.
     #[serde(serialize_with = "redact::secrets")]
     pub endpoint_secrets: Vec<SecretString>,
-    /// `None` only in dry-run mode.
+    /// `None` in dry-run mode, and when nothing needs Entra ID (email only,
+    /// by SMTP).
     pub auth: Option<Credentials>,
+    /// The notification per lead (its own delivery, destination `email`).
+    pub email: Option<EmailSettings>,
+}
+
+impl Organization {
+    /// Where each lead of the organization goes: one delivery each.
+    pub fn destinations(&self) -> Vec<crate::store::Destination> {
+        use crate::store::Destination;
+        let mut out = Vec::with_capacity(2);
+        if self.url.is_some() {
+            out.push(Destination::Dataverse);
+        }
+        if self.email.is_some() {
+            out.push(Destination::Email);
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Organization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Organization")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &self.url.as_ref().map(Url::as_str))
             .field("dry_run", &self.dry_run)
             .field("mapping", &self.mapping)
             .field("endpoint_secrets", &self.endpoint_secrets.len())
             .field("auth", &self.auth)
+            .field("email", &self.email.is_some())
             .finish()
     }
 }

@@ -39,6 +39,7 @@ pub(super) struct RawOrganization {
     pub(super) endpoint_secrets: OneOrMany,
     pub(super) endpoint_secrets_file: Option<PathBuf>,
     pub(super) auth: Option<RawAuth>,
+    pub(super) email: Option<super::email::RawEmail>,
     /// Lets `url` and `auth.authority_host` be plain `http://` (local fakes,
     /// tests); off, both must be `https://`.
     #[serde(default)]

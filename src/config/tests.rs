@@ -518,3 +518,4 @@ fn fixture(name: &str) -> String {
 
 /// Each credential method as configured.
 mod credentials;
+mod email;

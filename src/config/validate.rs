@@ -87,10 +87,10 @@ impl RawSettings {
             }
         }
         for name in d.destinations.keys() {
-            if name != "dataverse" {
+            if name.parse::<crate::store::Destination>().is_err() {
                 issue(
                     format!("delivery.destinations.{name}"),
-                    "unknown destination; expected dataverse".into(),
+                    "unknown destination; expected dataverse or email".into(),
                 );
             }
         }
@@ -119,10 +119,11 @@ impl RawSettings {
             || d.poll_interval.is_zero()
             || d.lease.is_zero()
             || d.block_probe_interval.is_zero()
+            || d.alert_window.is_zero()
         {
             issue(
                 "delivery".into(),
-                "request_timeout, poll_interval, lease and block_probe_interval must be > 0".into(),
+                "request_timeout, poll_interval, lease, block_probe_interval and alert_window must be > 0".into(),
             );
         }
         // See `DeliverySettings::lease_renewal` for why three renewals.
@@ -256,15 +257,18 @@ impl RawOrganization {
                 );
                 None
             }
+            None if self.email.is_some() => None,
             None => {
                 issue(
                     "url",
-                    "missing: the organization's URL, e.g. https://contoso.crm4.dynamics.com"
+                    "missing: the organization's URL, e.g. https://contoso.crm4.dynamics.com \
+                     (or an [email] section for an email-only organization)"
                         .into(),
                 );
                 None
             }
         };
+        let url_given = self.url.is_some();
 
         let mut secrets = self.endpoint_secrets.0;
         if let Some(path) = &self.endpoint_secrets_file {
@@ -314,9 +318,13 @@ impl RawOrganization {
             }
         }
 
+        // Graph's URL names the token scope of an email-only organization.
+        let graph_url = self.email.as_ref().and_then(|e| e.graph_url());
+        let needs_entra = url_given || graph_url.is_some();
         let auth = match (self.auth, self.dry_run) {
-            (Some(a), _) => a.validate(url.as_ref(), env, &mut issue),
+            (Some(a), _) => a.validate(url.as_ref().or(graph_url.as_ref()), env, &mut issue),
             (None, true) => None,
+            (None, false) if !needs_entra => None,
             (None, false) => {
                 issue(
                     "auth",
@@ -325,6 +333,10 @@ impl RawOrganization {
                 None
             }
         };
+        // Every problem of the section is reported as an issue of its own.
+        let email = self
+            .email
+            .and_then(|raw| raw.validate(self.allow_http, &mut issue));
 
         // A client secret or assertion sent in clear text is a secret given away.
         if !self.allow_http
@@ -337,9 +349,7 @@ impl RawOrganization {
             );
         }
         let mapping = resolve_mapping_path(self.mapping, name, base_dir);
-        if issues.is_empty()
-            && let Some(url) = url
-        {
+        if issues.is_empty() && url.is_some() == url_given {
             Ok(Organization {
                 name: name.clone(),
                 url,
@@ -347,6 +357,7 @@ impl RawOrganization {
                 mapping,
                 endpoint_secrets: secrets.into_iter().map(SecretString::from).collect(),
                 auth,
+                email,
             })
         } else {
             Err(issues)

@@ -7,7 +7,7 @@ mod quiet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -219,13 +219,8 @@ fn is_duplicate_key(status: u16, code: Option<&str>, message: &str) -> bool {
 
 /// The status decides; `code` is often empty in Dataverse errors.
 fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> DataverseError {
-    let (code, message) = parse_error_body(body, headers);
-    let message = message.unwrap_or_else(|| {
-        status
-            .canonical_reason()
-            .unwrap_or("unexpected status")
-            .to_owned()
-    });
+    let (code, message) = outbound::error_body(body, headers);
+    let message = message.unwrap_or_else(|| outbound::status_text(status));
     let kind = match status.as_u16() {
         401 => ErrorKind::Unauthorized,
         // A privilege the application user lacks (prvCreateLead), a
@@ -263,34 +258,10 @@ fn describe(status: Option<u16>, code: Option<&str>, message: &str) -> String {
     out
 }
 
-/// `{"error":{"code":"0x…","message":"…"}}`, or whatever text a proxy sent.
-fn parse_error_body(body: &[u8], headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|ct| ct.contains("json"));
-    if is_json && let Ok(v) = serde_json::from_slice::<Value>(body) {
-        let err = v.get("error").unwrap_or(&Value::Null);
-        let code = err
-            .get("code")
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned);
-        let message = err
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        return (code, message);
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let snippet: String = text.chars().take(300).collect();
-    (None, (!snippet.is_empty()).then_some(snippet))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::CONTENT_TYPE;
 
     fn err(status: u16, body: &str) -> DataverseError {
         let mut h = HeaderMap::new();

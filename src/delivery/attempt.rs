@@ -23,9 +23,9 @@ use super::retry::{Next, RetryPolicy};
 use crate::auth::{AccessToken, Credentials};
 use crate::dataverse::{CreateRequest, Created};
 use crate::lead::{Lead, OrgName, Redactor};
-use crate::mapping::{Record, RenderContext};
+use crate::mapping::{Mapping, Record, RenderContext};
 use crate::outbound::{ErrorKind, RemoteError};
-use crate::store::{AttemptOutcome, ClaimedDelivery};
+use crate::store::{AttemptOutcome, ClaimedDelivery, Destination};
 
 /// A 429 without `Retry-After` (Dataverse always sends one) still pauses this long.
 pub(super) const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
@@ -38,6 +38,8 @@ pub(super) enum AttemptError {
     Remote(#[from] RemoteError),
     #[error("organization {0} is no longer configured; add it back and replay")]
     OrgGone(OrgName),
+    #[error("organization {0} no longer delivers to {1}; configure it again and replay")]
+    NoDestination(OrgName, Destination),
     #[error("no credentials configured for a live organization")]
     NoCredentials,
     #[error("stored lead cannot be read: {0}")]
@@ -58,7 +60,9 @@ impl AttemptError {
             AttemptError::Remote(e) => e.kind,
             AttemptError::NoCredentials => ErrorKind::OrganizationWide,
             // Nothing left to block or probe: replayed once it is back.
-            AttemptError::OrgGone(_) | AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
+            AttemptError::OrgGone(_)
+            | AttemptError::NoDestination(..)
+            | AttemptError::UnreadableLead(_) => ErrorKind::Permanent,
             AttemptError::DuplicateOfAnother(..) | AttemptError::Store(_) => {
                 ErrorKind::Transient { retry_after: None }
             }
@@ -76,6 +80,8 @@ impl AttemptError {
 /// Stage 1: the lead read back and rendered; nothing sent yet.
 pub(super) struct Prepared<'a> {
     org: &'a OrgRuntime,
+    org_url: &'a url::Url,
+    mapping: &'a Mapping,
     delivery: &'a ClaimedDelivery,
     redactor: Redactor,
     record: Record,
@@ -115,6 +121,11 @@ pub(super) enum Sent {
     DryRun {
         entity_ref: String,
     },
+    /// The notification mail went out; `status` is Graph's HTTP status.
+    Mailed {
+        message_id: String,
+        status: Option<u16>,
+    },
     /// The organization got paused after the claim; nothing went out.
     Paused(OffsetDateTime),
 }
@@ -127,7 +138,7 @@ pub(super) struct Completed {
 }
 
 impl Completed {
-    fn failed(e: AttemptError) -> Self {
+    pub(super) fn failed(e: AttemptError) -> Self {
         Self {
             redactor: Redactor::disabled(),
             result: Err(e),
@@ -142,6 +153,9 @@ pub(super) async fn run(deps: &Deps, org: Option<&OrgRuntime>, d: &ClaimedDelive
     let Some(org) = org else {
         return Completed::failed(AttemptError::OrgGone(d.org.clone()));
     };
+    if d.destination == Destination::Email {
+        return super::email::run(deps, org, d).await;
+    }
     let prepared = match prepare(deps, org, d) {
         Ok(p) => p,
         Err(e) => return Completed::failed(e),
@@ -167,6 +181,28 @@ pub(super) fn prepare<'a>(
     org: &'a OrgRuntime,
     d: &'a ClaimedDelivery,
 ) -> Result<Prepared<'a>, AttemptError> {
+    let (Some(org_url), Some(mapping)) = (org.config.url.as_ref(), org.mapping.as_deref()) else {
+        return Err(AttemptError::NoDestination(d.org.clone(), d.destination));
+    };
+    let (lead, redactor) = read_lead(deps, d)?;
+    let record = mapping
+        .render(&render_context(&lead, d))
+        .with_primary_key(d.record_id);
+    Ok(Prepared {
+        org,
+        org_url,
+        mapping,
+        delivery: d,
+        redactor,
+        record,
+    })
+}
+
+/// The stored lead, and what masks its personal data in logs and errors.
+pub(super) fn read_lead(
+    deps: &Deps,
+    d: &ClaimedDelivery,
+) -> Result<(Lead, Redactor), AttemptError> {
     let lead = serde_json::from_str::<Value>(&d.payload)
         .map_err(|e| e.to_string())
         .and_then(|v| Lead::parse(&v).map_err(|e| e.to_string()))
@@ -176,21 +212,16 @@ pub(super) fn prepare<'a>(
     } else {
         Redactor::for_lead(&lead)
     };
-    let record = org
-        .mapping
-        .render(&RenderContext {
-            lead: &lead,
-            lead_id: d.lead_id,
-            org: &d.org,
-            received_at: d.received_at,
-        })
-        .with_primary_key(d.record_id);
-    Ok(Prepared {
-        org,
-        delivery: d,
-        redactor,
-        record,
-    })
+    Ok((lead, redactor))
+}
+
+pub(super) fn render_context<'a>(lead: &'a Lead, d: &'a ClaimedDelivery) -> RenderContext<'a> {
+    RenderContext {
+        lead,
+        lead_id: d.lead_id,
+        org: &d.org,
+        received_at: d.received_at,
+    }
 }
 
 /// One token per attempt serves the metadata read and the create.
@@ -217,10 +248,17 @@ pub(super) async fn send(deps: &Deps, mut prepared: Prepared<'_>, target: Target
     let org = prepared.org;
     let d = prepared.delivery;
     if let Target::Live { token, .. } = &target {
-        super::fit::to_columns(deps, org, token, &mut prepared.record).await;
+        super::fit::to_columns(
+            deps,
+            org,
+            (prepared.org_url, prepared.mapping),
+            token,
+            &mut prepared.record,
+        )
+        .await;
     }
     let request = CreateRequest {
-        org_url: &org.config.url,
+        org_url: prepared.org_url,
         entity_set: &prepared.record.entity_set,
         record_id: d.record_id,
         body: &prepared.record.body,
@@ -273,7 +311,7 @@ pub(super) async fn send(deps: &Deps, mut prepared: Prepared<'_>, target: Target
 
 /// A 401 for a token Entra has just issued is no stale token: the
 /// application user is missing or disabled in the environment, for every lead.
-fn refused_fresh_token(e: AttemptError) -> AttemptError {
+pub(super) fn refused_fresh_token(e: AttemptError) -> AttemptError {
     match e {
         AttemptError::Remote(mut e) if e.kind == ErrorKind::Unauthorized => {
             e.kind = ErrorKind::OrganizationWide;
@@ -368,6 +406,12 @@ pub(super) fn classify(
         Ok(Sent::AlreadyExisted { entity_ref, status }) => {
             return Decision::Record(AttemptOutcome::Delivered {
                 remote_ref: entity_ref,
+                http_status: status,
+            });
+        }
+        Ok(Sent::Mailed { message_id, status }) => {
+            return Decision::Record(AttemptOutcome::Delivered {
+                remote_ref: message_id,
                 http_status: status,
             });
         }

@@ -33,6 +33,7 @@ pub(super) async fn observe(deps: &Deps, d: &ClaimedDelivery, probe: bool, compl
             {
                 Ok(true) => {
                     crate::metrics::organization_blocked(d.org.as_str(), true);
+                    deps.alerts.blocked(d, &reason);
                     tracing::error!(
                         reason = %reason,
                         probe_every_s = interval.as_secs(),
@@ -53,7 +54,13 @@ pub(super) async fn observe(deps: &Deps, d: &ClaimedDelivery, probe: bool, compl
             ) => {}
         _ if probe => match deps.store.unblock(&d.org, d.destination, now).await {
             Ok(true) => {
-                crate::metrics::organization_blocked(d.org.as_str(), false);
+                // The gauge is per organization: 0 once no destination is blocked.
+                let still = match deps.store.blocks().await {
+                    Ok(blocks) => blocks.iter().any(|b| b.org == d.org),
+                    Err(_) => false,
+                };
+                crate::metrics::organization_blocked(d.org.as_str(), still);
+                deps.alerts.unblocked(d);
                 tracing::info!("organization unblocked: its waiting deliveries go out now");
             }
             Ok(false) => {}

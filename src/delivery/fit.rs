@@ -7,19 +7,20 @@
 use super::Deps;
 use super::org::OrgRuntime;
 use crate::auth::AccessToken;
-use crate::mapping::Record;
+use crate::mapping::{Mapping, Record};
 use crate::outbound::ErrorKind;
 
 pub(super) async fn to_columns(
     deps: &Deps,
     org: &OrgRuntime,
+    (org_url, mapping): (&url::Url, &Mapping),
     token: &AccessToken,
     record: &mut Record,
 ) {
     let name = org.name();
     let fetch = || async {
         deps.dataverse
-            .entity_metadata(&org.config.url, &record.entity_set, token)
+            .entity_metadata(org_url, &record.entity_set, token)
             .await
             .map_err(|e| {
                 if matches!(e.kind, ErrorKind::Throttled { .. }) {
@@ -33,7 +34,7 @@ pub(super) async fn to_columns(
         .metadata
         .get_or_fetch(name, &record.entity_set, fetch)
         .await;
-    let fitted = org.mapping.fit(&mut record.body, meta.as_deref());
+    let fitted = mapping.fit(&mut record.body, meta.as_deref());
     for cut in &fitted.cuts {
         crate::metrics::value_truncated(name.as_str(), &cut.column);
         tracing::warn!(

@@ -3,9 +3,11 @@
 //! ([`attempt`]) and records the outcome, keeping within each organization's
 //! limits ([`org`]).
 
+mod alerts;
 mod attempt;
 mod blocking;
 mod concurrency;
+mod email;
 mod fit;
 mod health;
 mod in_flight;
@@ -26,9 +28,11 @@ use crate::auth::TokenProvider;
 use crate::config::{DeliverySettings, Settings};
 use crate::dataverse::DataverseClient;
 use crate::lead::OrgName;
+use crate::mail::GraphMailer;
 use crate::outbound::ErrorKind;
 use crate::store::{AttemptOutcome, ClaimedDelivery, Destination, Store};
 
+use alerts::Alerts;
 use attempt::{Completed, Decision, Sent};
 use concurrency::Slot;
 pub use health::{WorkerHealth, supervise};
@@ -41,8 +45,10 @@ use retry::RetryPolicy;
 pub(crate) struct Deps {
     store: Arc<dyn Store>,
     organizations: Arc<Organizations>,
-    tokens: TokenProvider,
+    tokens: Arc<TokenProvider>,
     dataverse: DataverseClient,
+    graph: GraphMailer,
+    alerts: Alerts,
     settings: DeliverySettings,
     /// `log.pii`: personal data in logs and errors unmasked.
     log_pii: bool,
@@ -58,7 +64,7 @@ impl Deps {
         http: reqwest::Client,
     ) -> Self {
         let d = &settings.delivery;
-        let policies = [Destination::Dataverse]
+        let policies = [Destination::Dataverse, Destination::Email]
             .into_iter()
             .map(|dest| {
                 (
@@ -67,10 +73,20 @@ impl Deps {
                 )
             })
             .collect();
+        let tokens = Arc::new(TokenProvider::new(http.clone()));
+        let graph = GraphMailer::new(http.clone());
+        let alerts = Alerts::spawn(
+            Arc::clone(&organizations),
+            Arc::clone(&tokens),
+            graph.clone(),
+            d.alert_window,
+        );
         Self {
             store,
             organizations,
-            tokens: TokenProvider::new(http.clone()),
+            tokens,
+            graph,
+            alerts,
             dataverse: DataverseClient::new(http),
             settings: d.clone(),
             log_pii: settings.log.pii,
@@ -255,7 +271,9 @@ impl Worker {
         let mut jobs = Vec::with_capacity(claimed.len());
         for delivery in claimed {
             let org = self.deps.organizations.get(&delivery.org);
-            let slot = org.as_ref().and_then(|o| o.state.limit.try_acquire());
+            let slot = org
+                .as_ref()
+                .and_then(|o| o.state.limit_for(delivery.destination).try_acquire());
             if org.is_some() && slot.is_none() {
                 // Busy (replicas share the store): the next interval probes.
                 if let Err(e) = self.deps.store.release(&delivery, None).await {
@@ -277,19 +295,26 @@ impl Worker {
 
     async fn claim_due(&self, free: usize) -> (Vec<Job>, bool) {
         let orgs = self.deps.organizations.all();
+        let queues = || {
+            orgs.iter().flat_map(|o| {
+                o.config
+                    .destinations()
+                    .into_iter()
+                    .map(move |dest| (o, dest, o.state.limit_for(dest)))
+            })
+        };
         let free = free.min(
-            orgs.iter()
-                .map(|o| o.state.limit.available())
+            queues()
+                .map(|(_, _, limit)| limit.available())
                 .max()
                 .unwrap_or(0),
         );
         if free == 0 {
             return (Vec::new(), false);
         }
-        let full: Vec<OrgName> = orgs
-            .iter()
-            .filter(|o| o.state.limit.is_full())
-            .map(|o| o.name().clone())
+        let full: Vec<(OrgName, Destination)> = queues()
+            .filter(|(_, _, limit)| limit.is_full())
+            .map(|(o, dest, _)| (o.name().clone(), dest))
             .collect();
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
         // Before the claim is sent: the lease can only end later than this says.
@@ -316,7 +341,7 @@ impl Worker {
         for delivery in claimed {
             let org = self.deps.organizations.get(&delivery.org);
             let slot = match &org {
-                Some(o) => match o.state.limit.try_acquire() {
+                Some(o) => match o.state.limit_for(delivery.destination).try_acquire() {
                     Some(slot) => Some(slot),
                     None => {
                         // Over this organization's limit: back to the queue.
@@ -398,14 +423,17 @@ async fn process(deps: &Deps, job: Job) {
 /// delivery: the concurrency Dataverse accepts, and a 429's pause (bounded
 /// by `backoff_max`), kept in the store so that every replica stops.
 async fn observe(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery, completed: &Completed) {
-    let state = &org.state;
+    let limit = org.state.limit_for(d.destination);
+    // Only Dataverse's answers steer its concurrency; the email queue's
+    // limit is fixed.
+    let adaptive = d.destination == Destination::Dataverse;
     let retry_after = match &completed.result {
-        Ok(Sent::Created(created)) => {
-            state.limit.on_success(created.dop_hint);
+        Ok(Sent::Created(created)) if adaptive => {
+            limit.on_success(created.dop_hint);
             return;
         }
-        Ok(Sent::AlreadyExisted { .. }) => {
-            state.limit.on_success(None);
+        Ok(Sent::AlreadyExisted { .. }) if adaptive => {
+            limit.on_success(None);
             return;
         }
         Err(e) => match e.kind() {
@@ -414,16 +442,22 @@ async fn observe(deps: &Deps, org: &OrgRuntime, d: &ClaimedDelivery, completed: 
         },
         Ok(_) => return,
     };
-    crate::metrics::throttled("dataverse");
+    let service = match d.destination {
+        Destination::Dataverse => "dataverse",
+        Destination::Email => "graph",
+    };
+    crate::metrics::throttled(service);
     let wait = deps
         .policy(d.destination)
         .bound(retry_after.unwrap_or(attempt::DEFAULT_PAUSE));
     let until = retry::later(OffsetDateTime::now_utc(), wait);
-    state.limit.on_throttled();
+    if adaptive {
+        limit.on_throttled();
+    }
     if let Err(e) = deps.store.pause(&d.org, d.destination, until).await {
         tracing::warn!(error = %e, "cannot share the pause with other replicas");
     }
-    tracing::warn!(until = %until, limit = state.limit.limit(), "Dataverse throttled; organization paused");
+    tracing::warn!(until = %until, limit = limit.limit(), service, "throttled; the organization's queue is paused");
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -458,6 +492,7 @@ async fn record(deps: &Deps, d: &ClaimedDelivery, decision: Decision, took: Dura
         }
         AttemptOutcome::Dead { error, .. } => {
             tracing::error!(error = %error, "delivery failed permanently; dead-lettered");
+            deps.alerts.dead_letter(d, error);
             "dead"
         }
         AttemptOutcome::DryRun { remote_ref } => {

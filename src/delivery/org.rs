@@ -9,22 +9,28 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::concurrency::AdaptiveLimit;
 use super::metadata::MetadataCache;
-use crate::config::{DeliverySettings, Organization, Settings};
+use crate::config::{
+    Credentials, DeliverySettings, MailTransport, Organization, Settings, SmtpSettings,
+};
 use crate::dataverse::DataverseClient;
 use crate::lead::OrgName;
+use crate::mail::{GraphMailer, SmtpMailer};
 use crate::mapping::{Mapping, MappingError};
+use crate::outbound::{ErrorKind, RemoteError};
+use crate::store::Destination;
 
 /// An organization as the delivery worker sees it.
 pub struct OrgRuntime {
     pub config: Arc<Organization>,
-    pub mapping: Arc<Mapping>,
+    /// `None` for an email-only organization (no Dynamics `url`).
+    pub mapping: Option<Arc<Mapping>>,
     pub(super) state: Arc<OrgState>,
 }
 
@@ -37,6 +43,15 @@ pub(super) struct OrgState {
     /// exactly when to slow down, and a fixed cap can only guess lower.
     pub(super) rate: Option<DefaultDirectRateLimiter>,
     pub(super) metadata: MetadataCache,
+    /// The email queue's own limit: a mail server that hangs can hold this
+    /// many attempts, never the slots of the Dynamics records.
+    pub(super) email_limit: Arc<AdaptiveLimit>,
+    /// `transport = "smtp"`: its settings, and the pooled transport built
+    /// from them on first use (inside the runtime, which lettre's pool needs).
+    smtp_settings: Option<SmtpSettings>,
+    smtp: OnceLock<Result<SmtpMailer, RemoteError>>,
+    /// The organization's Entra app asking for Graph tokens (`transport = "graph"`).
+    graph_credentials: Option<Credentials>,
     /// How long an attempt waits, after another one got a 429, for the
     /// organization's pause to reach the store (see [`OrgState::before_send`]).
     store_catch_up: Duration,
@@ -46,6 +61,9 @@ pub(super) struct OrgState {
 /// under load), short enough that a waiting attempt holds its slot and lease
 /// only briefly: then the store's pause postpones it properly.
 const STORE_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// Notification attempts of one organization at once (per replica).
+const EMAIL_CONCURRENCY: usize = 4;
 
 impl OrgRuntime {
     pub fn name(&self) -> &OrgName {
@@ -58,7 +76,8 @@ impl OrgRuntime {
 }
 
 impl OrgState {
-    fn new(mapping_file: PathBuf, delivery: &DeliverySettings) -> Self {
+    fn new(org: &Organization, delivery: &DeliverySettings) -> Self {
+        let mapping_file = org.mapping.clone();
         let burst = u32::try_from(delivery.org_concurrency)
             .ok()
             .and_then(NonZeroU32::new)
@@ -71,10 +90,47 @@ impl OrgState {
             limit: Arc::new(AdaptiveLimit::new(delivery.org_concurrency)),
             rate,
             metadata: MetadataCache::default(),
+            email_limit: Arc::new(AdaptiveLimit::new(EMAIL_CONCURRENCY)),
+            smtp_settings: org.email.as_ref().and_then(|e| match &e.transport {
+                MailTransport::Smtp(smtp) => Some(smtp.clone()),
+                MailTransport::Graph { .. } => None,
+            }),
+            smtp: OnceLock::new(),
+            graph_credentials: org
+                .email
+                .as_ref()
+                .and_then(|e| e.uses_graph())
+                .zip(org.auth.as_ref())
+                .map(|(graph, creds)| creds.for_scope(&GraphMailer::scope(graph))),
             // Never longer than the pause itself can be (backoff_max bounds it).
             store_catch_up: STORE_CATCH_UP
                 .min(delivery.retry_for_destination("dataverse").backoff_max),
         }
+    }
+
+    /// The concurrency limit of one of the organization's queues.
+    pub(super) fn limit_for(&self, destination: Destination) -> &Arc<AdaptiveLimit> {
+        match destination {
+            Destination::Dataverse => &self.limit,
+            Destination::Email => &self.email_limit,
+        }
+    }
+
+    pub(super) fn smtp(&self) -> Result<&SmtpMailer, RemoteError> {
+        let Some(settings) = &self.smtp_settings else {
+            return Err(RemoteError::new(
+                ErrorKind::OrganizationWide,
+                "no SMTP transport configured",
+            ));
+        };
+        self.smtp
+            .get_or_init(|| SmtpMailer::new(settings))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    pub(super) fn graph_credentials(&self) -> Option<&Credentials> {
+        self.graph_credentials.as_ref()
     }
 
     /// Right before a create: the optional fixed request budget; what the
@@ -112,17 +168,21 @@ impl Organizations {
         let mut orgs = BTreeMap::new();
         let mut errors = Vec::new();
         for org in settings.organizations.values() {
-            match Mapping::load(&org.mapping) {
-                Ok(mapping) => {
-                    let runtime = OrgRuntime {
-                        config: Arc::new(org.clone()),
-                        mapping: Arc::new(mapping),
-                        state: Arc::new(OrgState::new(org.mapping.clone(), &settings.delivery)),
-                    };
-                    orgs.insert(org.name.clone(), Arc::new(runtime));
+            // An email-only organization has no record to map.
+            let mapping = match org.url.is_some().then(|| Mapping::load(&org.mapping)) {
+                Some(Ok(mapping)) => Some(Arc::new(mapping)),
+                Some(Err(e)) => {
+                    errors.push(e);
+                    continue;
                 }
-                Err(e) => errors.push(e),
-            }
+                None => None,
+            };
+            let runtime = OrgRuntime {
+                config: Arc::new(org.clone()),
+                mapping,
+                state: Arc::new(OrgState::new(org, &settings.delivery)),
+            };
+            orgs.insert(org.name.clone(), Arc::new(runtime));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -155,7 +215,7 @@ impl Organizations {
     /// Re-reads one organization's mapping file; on error the old mapping
     /// stays in force. `Ok(true)` when the mapping in force changed.
     pub(crate) fn reload_mapping(&self, name: &OrgName) -> Result<bool, MappingError> {
-        let Some(current) = self.get(name) else {
+        let Some(current) = self.get(name).filter(|o| o.mapping.is_some()) else {
             return Ok(false);
         };
         let fresh = match Mapping::load(current.mapping_file()) {
@@ -169,12 +229,12 @@ impl Organizations {
         let Some(entry) = orgs.get_mut(name) else {
             return Ok(false);
         };
-        if *entry.mapping == fresh {
+        if entry.mapping.as_deref() == Some(&fresh) {
             return Ok(false);
         }
         *entry = Arc::new(OrgRuntime {
             config: Arc::clone(&entry.config),
-            mapping: Arc::new(fresh),
+            mapping: Some(Arc::new(fresh)),
             state: Arc::clone(&entry.state),
         });
         // Bumped under the write lock: whoever sees the new generation also

@@ -6,6 +6,7 @@ mod error;
 pub mod listener;
 mod secrets;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct Intake {
     /// also applies the de-duplication window).
     pub leads: GroupCommit,
     pub secrets: EndpointSecrets,
+    /// Each organization's destinations: one delivery each per lead.
+    pub destinations: HashMap<OrgName, Vec<Destination>>,
     pub max_body_bytes: usize,
     /// The whole body must arrive within this once the headers are in.
     pub body_read_timeout: Duration,
@@ -207,7 +210,7 @@ where
         is_test: lead.is_test,
         payload: String::from_utf8_lossy(&bytes).into_owned(),
         fingerprint: fingerprint(&document),
-        destinations: vec![Destination::Dataverse],
+        destinations: intake.destinations.get(&org).cloned().unwrap_or_default(),
     };
     let inserted = intake.leads.insert(new).await.map_err(|e| {
         tracing::error!(error = %e, org = %org, request_id, "lead NOT stored; answered 503");

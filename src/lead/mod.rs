@@ -182,6 +182,32 @@ impl Lead {
             .all(|f| f.is_none())
     }
 
+    /// Every value of the document with its dotted path, in document order
+    /// (unknown fields too): what a notification lists. Blank strings are
+    /// left out, like [`lookup`](Self::lookup) reads them; arrays read as
+    /// their JSON text.
+    pub fn fields(&self) -> Vec<(String, String)> {
+        fn walk(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, String)>) {
+            for (key, value) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match value {
+                    Value::Object(inner) => walk(&path, inner, out),
+                    Value::String(s) if s.trim().is_empty() => {}
+                    Value::String(s) => out.push((path, s.trim().to_owned())),
+                    Value::Null => {}
+                    other => out.push((path, other.to_string())),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &self.document, &mut out);
+        out
+    }
+
     /// Looks up a dotted path (`UserDetails.Email`, `SomeExtraField`), ignoring
     /// key case. Numbers and booleans read as their JSON text; blank strings,
     /// objects and arrays read as absent.

@@ -26,6 +26,7 @@ pub use columns::{Finding, Severity};
 pub use fit::{Cut, Fitted, MovedEmail};
 use source::SourcePath;
 use template::Template;
+pub use template::TextTemplate;
 
 /// The Dataverse entity set a mapping writes to unless it says otherwise.
 pub(crate) const DEFAULT_ENTITY_SET: &str = "leads";

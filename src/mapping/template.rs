@@ -16,6 +16,15 @@ pub(super) enum Part {
 
 impl Template {
     pub(super) fn parse(s: &str) -> Result<Self, String> {
+        let t = Self::parse_text(s)?;
+        if !t.parts.iter().any(|p| matches!(p, Part::Field(_))) {
+            return Err("template has no {field}: use `value:` for a constant".into());
+        }
+        Ok(t)
+    }
+
+    /// Like [`parse`](Self::parse), but text without a field is fine.
+    fn parse_text(s: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut chars = s.char_indices().peekable();
@@ -56,9 +65,6 @@ impl Template {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        if !parts.iter().any(|p| matches!(p, Part::Field(_))) {
-            return Err("template has no {field}: use `value:` for a constant".into());
-        }
         Ok(Self { parts })
     }
 
@@ -80,5 +86,26 @@ impl Template {
             }
         }
         out
+    }
+}
+
+/// A template for text outside a record: an e-mail's subject and bodies.
+/// The same language as the mapping's `template:`, and the same values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextTemplate(Template);
+
+impl TextTemplate {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Template::parse_text(s).map(Self)
+    }
+
+    /// Each value goes through `escape` (HTML bodies escape them); the
+    /// template's own text is kept as written.
+    pub fn render(
+        &self,
+        ctx: &super::RenderContext<'_>,
+        escape: impl Fn(&str) -> String,
+    ) -> String {
+        self.0.render(|path| path.resolve(ctx).map(|v| escape(&v)))
     }
 }

@@ -1,6 +1,7 @@
-//! What the outbound clients (Entra ID, Dataverse) share: one configured
-//! reqwest client, the reading of `Retry-After`, the wording of network
-//! failures and the error vocabulary ([`ErrorKind`], [`RemoteError`]).
+//! What the outbound clients (Entra ID, Dataverse, Microsoft Graph) share:
+//! one configured reqwest client, the reading of `Retry-After` and of OData
+//! error bodies, the wording of network failures and the error vocabulary
+//! ([`ErrorKind`], [`RemoteError`]).
 
 mod error;
 
@@ -8,7 +9,8 @@ pub use error::{ErrorKind, RemoteError};
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -32,6 +34,40 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = OffsetDateTime::parse(value, &Rfc2822).ok()?;
     let wait = at - OffsetDateTime::now_utc();
     Some(wait.try_into().unwrap_or(Duration::ZERO))
+}
+
+/// `{"error":{"code":"0x…","message":"…"}}` (Dataverse and Graph alike),
+/// or whatever text a proxy sent.
+pub fn error_body(body: &[u8], headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.contains("json"));
+    if is_json && let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let err = v.get("error").unwrap_or(&Value::Null);
+        let code = err
+            .get("code")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        return (code, message);
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let snippet: String = text.chars().take(300).collect();
+    (None, (!snippet.is_empty()).then_some(snippet))
+}
+
+/// The status's reason phrase, for an error answer without a message.
+pub fn status_text(status: reqwest::StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("unexpected status")
+        .to_owned()
 }
 
 /// A network failure in a few words and its causes, without the URL (which

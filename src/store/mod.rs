@@ -47,6 +47,8 @@ named_enum! {
     /// Where a lead is delivered to.
     pub enum Destination {
         Dataverse,
+        /// The notification mail of `[organizations.<org>.email]`.
+        Email,
     }
 }
 
@@ -261,14 +263,15 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Reserves up to `limit` due deliveries for `lease`, skipping paused
-    /// organizations and those in `skip_orgs` (at their concurrency limit).
+    /// and blocked organizations and the queues in `skip` (an organization's
+    /// destination at its concurrency limit).
     /// Deliveries whose lease expired (a worker died) are due again.
     async fn claim_due(
         &self,
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
-        skip_orgs: &[OrgName],
+        skip: &[(OrgName, Destination)],
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Records an attempt and moves the delivery on. Returns `false` when the

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::ids::{DeliveryId, LeadId, LeaseToken};
 use crate::lead::OrgName;
-use rows::{CLAIMED, claimed, org_list};
+use rows::{CLAIMED, claimed, queue_list};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -125,7 +125,7 @@ impl Store for SqlStore {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
-        skip_orgs: &[OrgName],
+        skip: &[(OrgName, Destination)],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -138,7 +138,7 @@ impl Store for SqlStore {
                    SELECT d.id FROM deliveries d \
                    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until <= $3) \
-                     AND d.org NOT IN (SELECT value FROM json_each($4)) \
+                     AND (d.org || '/' || d.destination) NOT IN (SELECT value FROM json_each($4)) \
                      AND NOT EXISTS (SELECT 1 FROM organization_blocks b WHERE b.org = d.org \
                        AND b.destination = d.destination) \
                      AND NOT EXISTS (SELECT 1 FROM throttles t WHERE t.org = d.org \
@@ -151,7 +151,7 @@ impl Store for SqlStore {
                    SELECT d.id FROM deliveries d \
                    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until <= $3) \
-                     AND d.org NOT IN (SELECT jsonb_array_elements_text($4::jsonb)) \
+                     AND (d.org || '/' || d.destination) NOT IN (SELECT jsonb_array_elements_text($4::jsonb)) \
                      AND NOT EXISTS (SELECT 1 FROM organization_blocks b WHERE b.org = d.org \
                        AND b.destination = d.destination) \
                      AND NOT EXISTS (SELECT 1 FROM throttles t WHERE t.org = d.org \
@@ -164,7 +164,7 @@ impl Store for SqlStore {
             .bind(&token)
             .bind(to_millis(lease_end(now, lease)))
             .bind(now_ms)
-            .bind(org_list(skip_orgs))
+            .bind(queue_list(skip))
             .bind(i64::from(limit))
             .execute(&self.pool)
             .await?;

@@ -260,7 +260,7 @@ async fn the_detail_shows_the_lead_the_rendered_record_and_every_attempt() {
     for shown in [
         "Lead as received",
         "&quot;Email&quot;: &quot;dora.dead@example.com&quot;",
-        "Record as it would be rendered now",
+        "What a replay would send now",
         "POST leads",
         "&quot;emailaddress1&quot;: &quot;dora.dead@example.com&quot;",
         "0x80044331 A validation error occurred.",
@@ -390,4 +390,47 @@ async fn a_hundred_thousand_deliveries_page_in_well_under_a_second() {
             started.elapsed()
         );
     }
+}
+
+/// A destination is one more filter value and one more row: the
+/// notification mail shows up like the Dynamics record, with its preview.
+#[tokio::test]
+async fn email_deliveries_are_listed_filtered_and_previewed_like_any_other() {
+    let t = TestApp::spawn_with(TestConfig {
+        extra_toml: r#"
+[organizations.contoso.email]
+to = ["sales@contoso.com"]
+from = "Contoso Leads <leads@contoso.com>"
+smtp_url = "smtp://127.0.0.1:9"
+"#
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let lead = t
+        .accept_lead(&lead_json("mia.mail@example.com", "Mail Co"))
+        .await;
+    let deliveries = t.deliveries(lead).await;
+    let mail = deliveries
+        .iter()
+        .find(|d| d.destination == leadbridge::store::Destination::Email)
+        .expect("a mail delivery");
+    let mut page = PageClient::new(&t.admin);
+    page.login(ADMIN_TOKEN).await;
+    let (_, all) = page.page("/").await;
+    assert_eq!(all.matches("<tr class=").count(), 2, "{all}");
+    assert!(
+        all.contains(r#"<option value="email">email</option>"#),
+        "{all}"
+    );
+    let (status, only) = page.page("/?destination=email").await;
+    assert_eq!(status, 200);
+    assert_eq!(only.matches("<tr class=").count(), 1, "{only}");
+    assert!(only.contains(&format!("/deliveries/{}", mail.id)), "{only}");
+    let (_, detail) = page.page(&format!("/deliveries/{}", mail.id)).await;
+    assert!(detail.contains("Delivery to email for contoso"), "{detail}");
+    assert!(
+        detail.contains("To: sales@contoso.com"),
+        "the mail it would send: {detail}"
+    );
 }

@@ -8,6 +8,7 @@ mod blocking;
 mod credentials;
 mod delivery;
 mod durability;
+mod email;
 mod history;
 mod hostile;
 mod intake;

@@ -5,6 +5,7 @@
 mod common;
 
 mod check;
+mod email;
 mod logs;
 mod metrics;
 mod render;

@@ -126,6 +126,11 @@ impl TestApp {
         store.deliveries_of_lead(lead_id).await.expect("store read")
     }
 
+    /// The running application's store.
+    pub fn running_store(&self) -> std::sync::Arc<dyn leadbridge::store::Store> {
+        self.running().store()
+    }
+
     fn running(&self) -> &Application {
         self.app.as_ref().expect("running")
     }

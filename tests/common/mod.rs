@@ -6,6 +6,7 @@
 //! - [`dataverse`]: the Dataverse fake (record creation, errors, service
 //!   protection limits); [`dataverse_metadata`]: its metadata and WhoAmI.
 //! - [`entra`]: the Entra ID token endpoint fake.
+//! - [`smtp`]: a real SMTP server on loopback, in process.
 
 #![allow(dead_code)]
 
@@ -15,6 +16,7 @@ pub mod dataverse;
 pub mod dataverse_metadata;
 pub mod entra;
 pub mod history_page;
+pub mod smtp;
 pub mod webdriver;
 
 pub use app::*;
@@ -22,6 +24,7 @@ pub use binary::*;
 pub use dataverse::*;
 pub use dataverse_metadata::*;
 pub use entra::*;
+pub use smtp::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +94,8 @@ pub struct TestConfig {
     pub request_timeout: &'static str,
     /// The store; `None`: [`test_store_url`] (the backend under test).
     pub store_url: Option<String>,
-    /// Extra lines at the end of `[organizations.contoso.auth]`, or new sections.
+    /// Extra lines at the end of `[organizations.contoso.auth]`, or new
+    /// sections; `{entra}` and `{dataverse}` stand for the fakes' base URLs.
     pub extra_toml: String,
     /// Replaces the `client_secret = …` line of `[organizations.contoso.auth]`
     /// (authority_host, tenant_id and client_id stay). `{entra}` stands for the
@@ -291,7 +295,10 @@ client_id = "{CLIENT_ID}"
             dry_run = cfg.dry_run,
             mapping = cfg.mapping.display(),
             entra = entra.uri(),
-            extra = cfg.extra_toml,
+            extra = cfg
+                .extra_toml
+                .replace("{entra}", &entra.uri())
+                .replace("{dataverse}", &dataverse.uri()),
             credential = cfg
                 .credential
                 .as_deref()

@@ -51,7 +51,7 @@ app.kubernetes.io/part-of: leadbridge
 {{- end }}
 {{- end }}
 
-{{/* Secret with admin token, endpoint and client secrets. */}}
+{{/* Secret with the admin token, endpoint secrets and credentials. */}}
 {{- define "leadbridge.secretName" -}}
 {{- .Values.existingSecret | default (include "leadbridge.fullname" .) }}
 {{- end }}
@@ -62,6 +62,8 @@ app.kubernetes.io/part-of: leadbridge
 {{- define "leadbridge.mappingsDir" -}}/etc/leadbridge/mappings{{- end }}
 {{- define "leadbridge.secretsDir" -}}/var/run/secrets/leadbridge{{- end }}
 {{- define "leadbridge.dataDir" -}}/var/lib/leadbridge{{- end }}
+{{/* Certificates from their own Secrets: <certificatesDir>/<org>/. */}}
+{{- define "leadbridge.certificatesDir" -}}/var/run/secrets/leadbridge-certificates{{- end }}
 
 {{/* ------------------------------------------------------------ store */}}
 
@@ -102,29 +104,22 @@ host (https when a tls entry covers it), else "".
 {{- end }}
 {{- end }}
 
-{{/* -------------------------------------------------- organizations */}}
+{{/* ------------------------------------------------------- durations */}}
 
-{{/* Mapping file content for one organization: dict "root" $ "org" name "spec" values. */}}
-{{- define "leadbridge.mappingContent" -}}
-{{- if .spec.mapping }}
-{{- .spec.mapping }}
-{{- else }}
-{{- .root.Files.Get (printf "files/mappings/%s.yaml" .org) }}
+{{/*
+Whole seconds of a duration written for the application ("20s", "1m 30s",
+"2min"); sub-second parts count as 0. Used to check the termination grace
+period against shutdown_grace.
+*/}}
+{{- define "leadbridge.durationSeconds" -}}
+{{- $units := dict "s" 1 "sec" 1 "secs" 1 "second" 1 "seconds" 1 "m" 60 "min" 60 "mins" 60 "minute" 60 "minutes" 60 "h" 3600 "hr" 3600 "hrs" 3600 "hour" 3600 "hours" 3600 "d" 86400 "day" 86400 "days" 86400 "w" 604800 "week" 604800 "weeks" 604800 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+\\s*[a-zA-Z]+" (toString .) -1 }}
+{{- $n := int (regexFind "^[0-9]+" .) }}
+{{- $unit := regexFind "[a-zA-Z]+$" . }}
+{{- $total = add $total (mul $n (get $units $unit | default 0)) }}
 {{- end }}
-{{- end }}
-
-{{/* Client and tenant id of one organization (dict "root" $ "spec" values);
-with workload identity they default to the ServiceAccount's. */}}
-{{- define "leadbridge.clientId" -}}
-{{- $id := dig "auth" "clientId" "" .spec }}
-{{- if and (not $id) .root.Values.workloadIdentity.enabled }}{{ $id = .root.Values.workloadIdentity.clientId }}{{ end }}
-{{- $id }}
-{{- end }}
-
-{{- define "leadbridge.tenantId" -}}
-{{- $id := dig "auth" "tenantId" "" .spec }}
-{{- if and (not $id) .root.Values.workloadIdentity.enabled }}{{ $id = .root.Values.workloadIdentity.tenantId }}{{ end }}
-{{- $id }}
+{{- $total }}
 {{- end }}
 
 {{/* ------------------------------------------------------- validation */}}
@@ -144,138 +139,29 @@ with workload identity they default to the ServiceAccount's. */}}
 {{- fail "leadbridge: ingress.enabled needs at least one entry in ingress.hosts" }}
 {{- end }}
 {{- if not .Values.organizations }}
-{{- fail "leadbridge: organizations is empty; configure at least one organization" }}
+{{- fail "leadbridge: no organization configured. Set at least one, e.g. --set organizations.contoso.url=https://contoso.crm4.dynamics.com --set organizations.contoso.dryRun=true --set organizations.contoso.endpointSecrets[0]=$(openssl rand -hex 24) (see the chart's README, and ci/defaults.yaml)" }}
 {{- end }}
 {{- if and .Values.workloadIdentity.enabled .Values.serviceAccount.create (not .Values.workloadIdentity.clientId) }}
 {{- fail "leadbridge: workloadIdentity.enabled needs workloadIdentity.clientId (the managed identity or app registration client id put on the ServiceAccount)" }}
 {{- end }}
 {{- range $org, $spec := .Values.organizations }}
-{{- if not (regexMatch "^[a-z0-9-]{1,63}$" $org) }}
-{{- fail (printf "leadbridge: organization name %q must be 1-63 lowercase letters, digits or '-'" $org) }}
+{{- include "leadbridge.validateOrganization" (dict "root" $ "org" $org "spec" $spec) }}
 {{- end }}
-{{- if not $spec.url }}
-{{- fail (printf "leadbridge: organizations.%s.url is required" $org) }}
-{{- end }}
-{{- if not (include "leadbridge.mappingContent" (dict "root" $ "org" $org "spec" $spec)) }}
-{{- fail (printf "leadbridge: no mapping for organization %s: pass --set-file organizations.%s.mapping=mappings/%s.yaml" $org $org $org) }}
-{{- end }}
-{{- if not $.Values.existingSecret }}
-{{- if not $spec.endpointSecrets }}
-{{- fail (printf "leadbridge: organizations.%s.endpointSecrets needs at least one secret (or use existingSecret)" $org) }}
+{{- with .Values.tests.organization }}
+{{- if not (hasKey $.Values.organizations .) }}
+{{- fail (printf "leadbridge: tests.organization %q is not one of the organizations" .) }}
 {{- end }}
 {{- end }}
-{{- if not $spec.dryRun }}
-{{- if not (include "leadbridge.tenantId" (dict "root" $ "spec" $spec)) }}
-{{- fail (printf "leadbridge: organizations.%s.auth.tenantId is required when dryRun is false" $org) }}
-{{- end }}
-{{- if not (include "leadbridge.clientId" (dict "root" $ "spec" $spec)) }}
-{{- fail (printf "leadbridge: organizations.%s.auth.clientId is required when dryRun is false" $org) }}
-{{- end }}
-{{- if and (not $.Values.workloadIdentity.enabled) (not $.Values.existingSecret) (not (dig "auth" "clientSecret" "" $spec)) }}
-{{- fail (printf "leadbridge: organizations.%s.auth.clientSecret is required when dryRun is false (or enable workloadIdentity, or use existingSecret)" $org) }}
-{{- end }}
-{{- end }}
+{{- /* The pod must outlive the pre-stop pause plus the application's own shutdown. */}}
+{{- $grace := dig "delivery" "shutdownGrace" "" .Values.config | default (dig "extra" "delivery" "shutdown_grace" "20s" .Values.config) }}
+{{- $needed := add (int .Values.preStopSleepSeconds) (int (include "leadbridge.durationSeconds" $grace)) 5 }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (int $needed) }}
+{{- fail (printf "leadbridge: terminationGracePeriodSeconds (%d) must be at least preStopSleepSeconds (%d) + config.delivery.shutdownGrace (%s) + 5 = %d, or a rollout kills deliveries in flight" (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) $grace (int $needed)) }}
 {{- end }}
 {{- end }}
 
-{{/* ------------------------------------------------------------- TOML */}}
-
-{{/*
-TOML has no "null" and Helm turns every number into float64, so the values
-are written by hand: integral numbers as integers, strings as JSON strings
-(a JSON string is a valid TOML basic string), lists as arrays and maps as
-inline tables.
-*/}}
-{{- define "leadbridge.toml.value" -}}
-{{- $v := . }}
-{{- if kindIs "string" $v }}
-{{- toJson $v }}
-{{- else if kindIs "bool" $v }}
-{{- ternary "true" "false" $v }}
-{{- else if or (kindIs "float64" $v) (kindIs "float32" $v) }}
-{{- if eq $v (float64 (int64 $v)) }}{{ int64 $v }}{{ else }}{{ $v }}{{ end }}
-{{- else if or (kindIs "int" $v) (kindIs "int64" $v) (kindIs "int32" $v) (kindIs "uint64" $v) }}
-{{- $v }}
-{{- else if kindIs "slice" $v }}
-{{- $items := list }}
-{{- range $v }}{{ $items = append $items (include "leadbridge.toml.value" .) }}{{ end }}
-{{- printf "[%s]" (join ", " $items) }}
-{{- else if kindIs "map" $v }}
-{{- $items := list }}
-{{- range $k, $x := $v }}
-{{- if not (kindIs "invalid" $x) }}
-{{- $items = append $items (printf "%s = %s" (include "leadbridge.toml.key" $k) (include "leadbridge.toml.value" $x)) }}
-{{- end }}
-{{- end }}
-{{- printf "{%s}" (join ", " $items) }}
-{{- else }}
-{{- fail (printf "leadbridge: cannot write %v (%s) to TOML" $v (kindOf $v)) }}
-{{- end }}
-{{- end }}
-
-{{- define "leadbridge.toml.key" -}}
-{{- if regexMatch "^[A-Za-z0-9_-]+$" . }}{{ . }}{{ else }}{{ toJson . }}{{ end }}
-{{- end }}
-
-{{/*
-Body of a table: dict "table" map "path" "a.b". Scalars and arrays first, then
-sub-tables as [path.key]. Null values are left out. No leading or trailing
-newline: callers indent it with nindent.
-*/}}
-{{- define "leadbridge.toml.table" -}}
-{{- $path := .path }}
-{{- $lines := list }}
-{{- range $k, $v := .table }}
-{{- if and (not (kindIs "invalid" $v)) (not (kindIs "map" $v)) }}
-{{- $lines = append $lines (printf "%s = %s" (include "leadbridge.toml.key" $k) (include "leadbridge.toml.value" $v)) }}
-{{- end }}
-{{- end }}
-{{- range $k, $v := .table }}
-{{- if kindIs "map" $v }}
-{{- $sub := printf "%s.%s" $path (include "leadbridge.toml.key" $k) }}
-{{- $lines = append $lines "" }}
-{{- $lines = append $lines (printf "[%s]" $sub) }}
-{{- with include "leadbridge.toml.table" (dict "table" $v "path" $sub) }}
-{{- $lines = append $lines . }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- join "\n" $lines }}
-{{- end }}
-
-{{/* ---------------------------------------------------------- secrets */}}
-
-{{/*
-Secret data that comes from values (base64, one key per line). The generated
-admin token is not part of it: it is random, kept across upgrades by lookup.
-*/}}
-{{- define "leadbridge.secretData" -}}
-{{- if .Values.admin.token }}
-admin-token: {{ .Values.admin.token | b64enc | quote }}
-{{- end }}
-{{- range $org, $spec := .Values.organizations }}
-{{ $org }}-endpoint-secrets: {{ printf "%s\n" (join "\n" ($spec.endpointSecrets | default list)) | b64enc | quote }}
-{{- with dig "auth" "clientSecret" "" $spec }}
-{{- if not $.Values.workloadIdentity.enabled }}
-{{ $org }}-client-secret: {{ . | b64enc | quote }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- if .Values.store.postgresUrl }}
-store-url: {{ .Values.store.postgresUrl | b64enc | quote }}
-{{- end }}
-{{- end }}
-
-{{/*
-Pod template checksum: the rendered config ConfigMap and the chart-managed
-Secret's data. The mappings ConfigMap is left out on purpose: the application
-reloads mappings by itself, so changing one must not restart the pods.
-*/}}
-{{- define "leadbridge.configChecksum" -}}
-{{- $config := include (print .Template.BasePath "/configmap.yaml") . }}
-{{- $secret := "" }}
-{{- if not .Values.existingSecret }}
-{{- $secret = include "leadbridge.secretData" . }}
-{{- end }}
-{{- printf "%s\n---\n%s" $config $secret | sha256sum }}
+{{/* The helm test pod: not matched by the Service's selector. */}}
+{{- define "leadbridge.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "leadbridge.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}

@@ -110,7 +110,7 @@ pub(super) fn render(p: &DetailPage<'_>, chrome: &Chrome<'_>) -> Markup {
                 }
             }
             section aria-labelledby="rendered" {
-                h2 id="rendered" { "Record as it would be rendered now" }
+                h2 id="rendered" { "What a replay would send now" }
                 @match &p.rendered {
                     Ok(text) => pre.payload tabindex="0" { (text) },
                     Err(why) => p { (why) },

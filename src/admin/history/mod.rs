@@ -37,6 +37,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::{AdminState, error_reply};
+use crate::email;
 use crate::ids::DeliveryId;
 use crate::lead::{Lead, OrgName};
 use crate::mapping::RenderContext;
@@ -384,12 +385,9 @@ impl HistoryPageState {
         html(StatusCode::OK, detail_view::render(&page, &chrome))
     }
 
-    /// The record the mapping in force makes of the lead now: what a replay
-    /// would send.
+    /// What the delivery would send now, rendered with the configuration
+    /// in force (what a replay sends): the Dataverse record, or the mail.
     fn rendered(&self, d: &DeliveryView, payload: Option<&str>) -> Result<String, String> {
-        if d.destination != Destination::Dataverse {
-            return Err(format!("No preview for {} deliveries.", d.destination));
-        }
         let Some(org) = self.admin.organizations.get(&d.org) else {
             return Err(format!(
                 "The organization {} is not configured any more.",
@@ -401,17 +399,30 @@ impl HistoryPageState {
             .map_err(|e| e.to_string())
             .and_then(|v| Lead::parse(&v).map_err(|e| e.to_string()))
             .map_err(|e| format!("The stored lead cannot be read: {e}"))?;
-        let record = org
-            .mapping
-            .render(&RenderContext {
-                lead: &lead,
-                lead_id: d.lead_id,
-                org: &d.org,
-                received_at: d.received_at,
-            })
-            .with_primary_key(d.record_id);
-        let body = serde_json::to_string_pretty(&record.body).map_err(|e| e.to_string())?;
-        Ok(format!("POST {}\n\n{body}", record.entity_set))
+        let ctx = RenderContext {
+            lead: &lead,
+            lead_id: d.lead_id,
+            org: &d.org,
+            received_at: d.received_at,
+        };
+        match d.destination {
+            Destination::Dataverse => {
+                let Some(mapping) = &org.mapping else {
+                    return Err(format!("{} has no Dynamics 365 mapping now.", d.org));
+                };
+                let record = mapping.render(&ctx).with_primary_key(d.record_id);
+                let body = serde_json::to_string_pretty(&record.body).map_err(|e| e.to_string())?;
+                Ok(format!("POST {}\n\n{body}", record.entity_set))
+            }
+            Destination::Email => {
+                let Some(settings) = &org.config.email else {
+                    return Err(format!("{} sends no notification mail now.", d.org));
+                };
+                let message =
+                    email::compose(&settings.templates, &settings.recipients, &ctx, d.record_id);
+                Ok(message.preview())
+            }
+        }
     }
 }
 

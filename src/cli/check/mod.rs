@@ -1,5 +1,6 @@
 //! `leadbridge check [--live] [--json]`.
 
+mod email;
 mod report;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use leadbridge::delivery::Organizations;
 use leadbridge::mapping::Severity;
 use leadbridge::outbound;
 
+use self::email::EmailCheck;
 use self::report::{LiveResult, OrgReport};
 use super::ConfigArg;
 
@@ -103,13 +105,32 @@ fn invalid(config: &Path, as_json: bool, errors: Vec<String>) -> anyhow::Result<
 
 fn print_report(r: &OrgReport) {
     println!(
-        "{}: {} -> {} ({}), mapping {}",
+        "{}: {} -> {} ({}){}",
         if r.errors() > 0 { "FAIL" } else { "ok" },
         r.organization,
-        r.url,
+        r.url.as_deref().unwrap_or("no Dynamics destination"),
         if r.dry_run { "dry run" } else { "live" },
-        r.mapping
+        if r.url.is_some() {
+            format!(", mapping {}", r.mapping)
+        } else {
+            String::new()
+        }
     );
+    if let Some(e) = &r.email {
+        println!(
+            "  email: {} via {} to {} recipient(s){}",
+            e.transport,
+            e.server,
+            e.to,
+            if e.alerts { ", alerts on" } else { "" }
+        );
+        match &e.live {
+            None => {}
+            Some(EmailCheck::Skipped { reason }) => println!("  email check skipped: {reason}"),
+            Some(EmailCheck::Failed { error }) => println!("  error: email check failed: {error}"),
+            Some(EmailCheck::Checked { detail }) => println!("  email: {detail}"),
+        }
+    }
     match &r.live {
         None => {}
         Some(LiveResult::Skipped { reason }) => println!("  live check skipped: {reason}"),

@@ -11,15 +11,20 @@ use leadbridge::dataverse::{DataverseClient, WhoAmI};
 use leadbridge::delivery::Organizations;
 use leadbridge::mapping::{Finding, Severity};
 
+use super::email::{self, EmailCheck, EmailReport};
+
 /// One organization's part of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrgReport {
     pub organization: String,
-    pub url: String,
+    /// `None`: email only, no Dynamics destination.
+    pub url: Option<String>,
     pub dry_run: bool,
     pub mapping: String,
     /// `None` for an offline check.
     pub live: Option<LiveResult>,
+    /// `None` without `[organizations.<org>.email]`.
+    pub email: Option<EmailReport>,
 }
 
 /// What talking to the organization showed.
@@ -62,23 +67,29 @@ impl OrgReport {
     pub fn offline(org: &Organization) -> Self {
         Self {
             organization: org.name.to_string(),
-            url: org.url.to_string(),
+            url: org.url.as_ref().map(ToString::to_string),
             dry_run: org.dry_run,
             mapping: org.mapping.display().to_string(),
             live: None,
+            email: EmailReport::offline(org),
         }
     }
 
     /// Errors that make `check` exit 1.
     pub fn errors(&self) -> usize {
-        match &self.live {
-            Some(LiveResult::Failed { .. }) => 1,
-            Some(LiveResult::Checked { findings, .. }) => findings
-                .iter()
-                .filter(|f| f.severity == Severity::Error)
-                .count(),
-            _ => 0,
-        }
+        let email = usize::from(matches!(
+            self.email.as_ref().and_then(|e| e.live.as_ref()),
+            Some(EmailCheck::Failed { .. })
+        ));
+        email
+            + match &self.live {
+                Some(LiveResult::Failed { .. }) => 1,
+                Some(LiveResult::Checked { findings, .. }) => findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .count(),
+                _ => 0,
+            }
     }
 
     pub fn warnings(&self) -> usize {
@@ -104,6 +115,9 @@ pub async fn live(
     for org in settings.organizations.values() {
         let mut report = OrgReport::offline(org);
         report.live = Some(check_org(org, mappings, &tokens, &dataverse).await);
+        if let Some(e) = report.email.as_mut() {
+            e.live = email::check(org, &tokens).await;
+        }
         out.push(report);
     }
     out
@@ -116,6 +130,11 @@ async fn check_org(
     dataverse: &DataverseClient,
 ) -> LiveResult {
     let failed = |step, error: String| LiveResult::Failed { step, error };
+    let Some(org_url) = org.url.as_ref() else {
+        return LiveResult::Skipped {
+            reason: "email only: no Dynamics destination".into(),
+        };
+    };
     let creds = match (&org.auth, org.dry_run) {
         (Some(c), false) => c,
         _ => {
@@ -124,22 +143,19 @@ async fn check_org(
             };
         }
     };
-    let Some(mapping) = mappings
-        .get(&org.name)
-        .map(|o| std::sync::Arc::clone(&o.mapping))
-    else {
+    let Some(mapping) = mappings.get(&org.name).and_then(|o| o.mapping.clone()) else {
         return failed(Step::Metadata, "no mapping loaded".into());
     };
     let token = match tokens.token(creds).await {
         Ok(t) => t,
         Err(e) => return failed(Step::Token, e.to_string()),
     };
-    let who_am_i = match dataverse.who_am_i(&org.url, &token).await {
+    let who_am_i = match dataverse.who_am_i(org_url, &token).await {
         Ok(w) => w,
         Err(e) => return failed(Step::WhoAmI, e.to_string()),
     };
     let meta = match dataverse
-        .entity_metadata(&org.url, mapping.entity_set(), &token)
+        .entity_metadata(org_url, mapping.entity_set(), &token)
         .await
     {
         Ok(m) => m,

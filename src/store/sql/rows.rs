@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 
 use crate::lead::OrgName;
 use crate::store::{
-    ClaimedDelivery, DeliveryView, StoreError, from_millis, parse_id, parse_name, parse_org,
+    ClaimedDelivery, DeliveryView, Destination, StoreError, from_millis, parse_id, parse_name,
+    parse_org,
 };
 
 pub(super) fn count(v: i64) -> u32 {
@@ -58,7 +59,14 @@ pub(super) fn view(row: &AnyRow) -> Result<DeliveryView, StoreError> {
     })
 }
 
-pub(super) fn org_list(orgs: &[OrgName]) -> String {
-    serde_json::to_string(&orgs.iter().map(OrgName::as_str).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into())
+/// `["contoso/dataverse", …]`: what the claim compares `org || '/' ||
+/// destination` with (organization names have no `/`).
+pub(super) fn queue_list(queues: &[(OrgName, Destination)]) -> String {
+    serde_json::to_string(
+        &queues
+            .iter()
+            .map(|(org, dest)| format!("{org}/{dest}"))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into())
 }

@@ -196,7 +196,7 @@ async fn retries_wait_until_due_and_paused_orgs_and_skipped_orgs_are_not_claimed
 
         let org = OrgName::parse("contoso").unwrap();
         assert!(
-            s.claim_due(next, LEASE, 10, std::slice::from_ref(&org))
+            s.claim_due(next, LEASE, 10, &[(org.clone(), Destination::Dataverse)])
                 .await
                 .unwrap()
                 .is_empty(),

@@ -1,0 +1,96 @@
+//! `render` and `check --live` for `[organizations.<org>.email]`.
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const USER: &str = "leadbridge";
+const PASSWORD: &str = "smtp-password-do-not-log";
+
+fn email_section(smtp_url: &str, password: &str) -> String {
+    format!(
+        r#"
+[organizations.contoso.email]
+to = ["sales@contoso.com"]
+from = "leads@contoso.com"
+smtp_url = "{smtp_url}"
+smtp_username = "{USER}"
+smtp_password = "{password}"
+smtp_timeout = "2s"
+subject = "Lead: {{UserDetails.Company}} ({{LeadSource}})"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn render_shows_the_mail_as_it_would_be_sent() {
+    let f = Fakes::start(&TestConfig {
+        extra_toml: email_section("smtp://127.0.0.1:1", PASSWORD),
+        ..Default::default()
+    })
+    .await;
+    let lead = f.write_file("lead.json", sample_2020());
+    let run = f
+        .cli(&[
+            "render",
+            "--org",
+            "contoso",
+            "--lead",
+            lead.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let out = &run.stdout;
+    let lead: Value = serde_json::from_str(sample_2020()).unwrap();
+    let expected = format!(
+        "# notification mail of organization contoso, sent by SMTP smtp://127.0.0.1:1\n\
+         From: leads@contoso.com\nTo: sales@contoso.com\nSubject: Lead: {} ({})\n",
+        lead["UserDetails"]["Company"].as_str().unwrap(),
+        lead["LeadSource"].as_str().unwrap()
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert!(out.contains("--- text/plain ---\n"), "{out}");
+    assert!(out.contains("--- text/html ---\n<!doctype html>"), "{out}");
+    assert!(
+        out.contains("POST "),
+        "the Dataverse request comes first: {out}"
+    );
+    assert!(!out.contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_live_logs_in_to_the_smtp_server_or_says_why_not() {
+    let smtp = SmtpServer::with_login(USER, PASSWORD).await;
+    for (password, ok) in [(PASSWORD, true), ("wrong-password", false)] {
+        let f = Fakes::start(&TestConfig {
+            extra_toml: email_section(&smtp.url(), password),
+            ..Default::default()
+        })
+        .await;
+        mount_token(&f.entra, ACCESS_TOKEN).await;
+        mount_whoami(&f.dataverse).await;
+        mount_metadata(&f.dataverse, 300).await;
+        let run = f.cli(&["check", "--live", "--json"]).await;
+        let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {} / {}", run.stdout, run.stderr);
+        });
+        let email = &v["organizations"][0]["email"];
+        assert_eq!(email["transport"], "smtp");
+        if ok {
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            assert_eq!(email["live"]["status"], "checked", "{email}");
+            assert!(
+                email["live"]["detail"].as_str().unwrap().contains("AUTH"),
+                "{email}"
+            );
+        } else {
+            assert_eq!(run.code, Some(1), "{}", run.stdout);
+            assert_eq!(email["live"]["status"], "failed", "{email}");
+            let error = email["live"]["error"].as_str().unwrap();
+            assert!(error.contains("535"), "the server's answer: {error}");
+            assert!(!run.stdout.contains("wrong-password"), "{}", run.stdout);
+        }
+    }
+    assert!(smtp.received().is_empty(), "check sends no mail");
+    assert!(smtp.connections() >= 2);
+}
