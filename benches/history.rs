@@ -1,7 +1,7 @@
 //! The delivery history page with a long history: how long the admin
 //! listener takes to answer a page (first, filtered, deep, searched), beside
 //! the JSON listing `GET /admin/deliveries` in the same run, and the same
-//! pages again without the indexes of migration 0006.
+//! pages again without the indexes of migration 0005.
 //!
 //! cargo bench --bench history                                  # SQLite
 //! cargo bench --bench history -- --postgres postgres://postgres@127.0.0.1:5432/test
@@ -256,7 +256,7 @@ endpoint_secrets = ["{SECRET}"]
     let at = list.find(r#"name="csrf" value=""#).expect("csrf") + 19;
     c.csrf = list[at..at + list[at..].find('"').expect("csrf end")].to_owned();
 
-    for indexes in ["with the indexes of 0006", "without them"] {
+    for indexes in ["with the indexes of 0005", "without them"] {
         println!("-- {indexes}");
         let n = a.requests;
         measure(

@@ -1,5 +1,5 @@
 //! The delivery history page's queries: a filtered, searched page of
-//! deliveries by keyset on `(created_at, id)` (indexed by migration 0006,
+//! deliveries by keyset on `(created_at, id)` (indexed by migration 0005,
 //! alone and after `org` and `status`), the lead document, and the pauses
 //! in force.
 //!
