@@ -76,12 +76,9 @@ struct Args {
 
 fn args() -> Args {
     let argv: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1).cloned())
-    };
-    let number = |name: &str| flag(name).and_then(|v| v.parse::<u64>().ok());
+    let flags = common::Flags::from_args();
+    let flag = |name: &str| flags.text(name.trim_start_matches("--"));
+    let number = |name: &str| flags.get::<u64>(name.trim_start_matches("--"));
     let scenario = match flag("--scenario").as_deref() {
         Some("strict") => Some(Scenario::Strict),
         Some("dataverse") => Some(Scenario::Dataverse),

@@ -31,27 +31,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        deliveries: 100_000,
-        requests: 50,
-        postgres: None,
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let next = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--deliveries" => a.deliveries = next.parse().unwrap_or(a.deliveries),
-            "--requests" => a.requests = next.parse().unwrap_or(a.requests),
-            "--postgres" => a.postgres = Some(next),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let f = common::Flags::from_args();
+    Args {
+        deliveries: f.get("deliveries").unwrap_or(100_000),
+        requests: f.get("requests").unwrap_or(50),
+        postgres: f.text("postgres"),
     }
-    a
 }
 
 fn lead_json(email: &str, company: &str) -> String {

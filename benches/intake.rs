@@ -30,27 +30,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        clients: 32,
-        leads: 20_000,
-        postgres: None,
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let next = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--clients" => a.clients = next.parse().unwrap_or(a.clients),
-            "--leads" => a.leads = next.parse().unwrap_or(a.leads),
-            "--postgres" => a.postgres = Some(next),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let f = common::Flags::from_args();
+    Args {
+        clients: f.get("clients").unwrap_or(32),
+        leads: f.get("leads").unwrap_or(20_000),
+        postgres: f.text("postgres"),
     }
-    a
 }
 
 struct Run {

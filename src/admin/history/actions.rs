@@ -12,7 +12,7 @@ use warp::reply::Response;
 
 use super::filters::Filters;
 use super::request::{RequestInfo, html, see_other};
-use super::session::{COOKIE, LIFETIME};
+use super::session::{COOKIE, LIFETIME, Session};
 use super::{HistoryPageState, problem, refused, store_problem, views};
 use crate::ids::DeliveryId;
 use crate::lead::OrgName;
@@ -220,18 +220,29 @@ impl HistoryPageState {
         see_other(local_path(form.get("back")))
     }
 
-    pub(super) async fn unpause(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        };
-        let Ok(org) = OrgName::parse(org) else {
-            return problem(
+    /// A checked POST about one organization: its session and the name.
+    fn org_post(
+        &self,
+        info: &RequestInfo,
+        org: &str,
+        form: &Form,
+    ) -> Result<(Session, OrgName), Box<Response>> {
+        let session = self.post_session(info, form)?;
+        let org = OrgName::parse(org).map_err(|_| {
+            Box::new(problem(
                 info,
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "That is not an organization name.",
-            );
+            ))
+        })?;
+        Ok((session, org))
+    }
+
+    pub(super) async fn unpause(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
+        let (session, org) = match self.org_post(info, org, form) {
+            Ok(ok) => ok,
+            Err(r) => return *r,
         };
         let done = match self
             .admin
@@ -252,17 +263,9 @@ impl HistoryPageState {
     }
 
     pub(super) async fn unblock(&self, info: &RequestInfo, org: &str, form: &Form) -> Response {
-        let session = match self.post_session(info, form) {
-            Ok(s) => s,
+        let (session, org) = match self.org_post(info, org, form) {
+            Ok(ok) => ok,
             Err(r) => return *r,
-        };
-        let Ok(org) = OrgName::parse(org) else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "That is not an organization name.",
-            );
         };
         let Some(destination) = form
             .get("destination")
