@@ -12,10 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use leadbridge::config::Settings;
 use leadbridge::ids::LeadId;
 use leadbridge::lead::OrgName;
-use leadbridge::startup::{Application, WorkerMode};
 use leadbridge::store::{Destination, NewLead, Store};
 use time::OffsetDateTime;
 
@@ -160,36 +158,14 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
     let store_url = common::store_url(dir.path(), a.postgres.as_deref()).await;
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-[store]
-url = "{store_url}"
-[log]
-format = "text"
-level = "warn"
-[organizations.contoso]
-url = "https://contoso.crm4.dynamics.com"
-dry_run = true
-mapping = "{mapping}"
-endpoint_secrets = ["{SECRET}"]
-"#,
-            mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/contoso.yaml"),
-        ),
+    let app = common::dry_run_app(
+        dir.path(),
+        &store_url,
+        SECRET,
+        "",
+        &format!("token = \"{TOKEN}\""),
     )
-    .expect("write config");
-    let settings = Settings::load_with_env(&config, Some(Default::default())).expect("config");
-    leadbridge::telemetry::init(&settings.log);
-    let app = Application::build_with(settings, WorkerMode::Manual)
-        .await
-        .expect("app");
+    .await;
     let started = Instant::now();
     fill(app.store().as_ref(), a.deliveries).await;
     sqlx::any::install_default_drivers();

@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use leadbridge::config::Settings;
 use leadbridge::lead::SAMPLE_LEAD_2020;
-use leadbridge::startup::{Application, WorkerMode};
 use uuid::Uuid;
 use warp::Filter;
 
@@ -143,36 +141,14 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = common::store_url(dir.path(), a.postgres.as_deref()).await;
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-auth_failures_per_minute = 0
-[admin]
-listen = "127.0.0.1:0"
-[store]
-url = "{store}"
-[log]
-format = "text"
-level = "warn"
-[organizations.contoso]
-url = "https://contoso.crm4.dynamics.com"
-dry_run = true
-mapping = "{mapping}"
-endpoint_secrets = ["{SECRET}"]
-"#,
-            mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/contoso.yaml"),
-        ),
+    let app = common::dry_run_app(
+        dir.path(),
+        &store,
+        SECRET,
+        "auth_failures_per_minute = 0",
+        "",
     )
-    .expect("write config");
-    let settings = Settings::load_with_env(&config, Some(Default::default())).expect("config");
-    leadbridge::telemetry::init(&settings.log);
-    let app = Application::build_with(settings, WorkerMode::Manual)
-        .await
-        .expect("app");
+    .await;
     let leadbridge_url = format!("http://{}/leads/contoso?code={SECRET}", app.local_addr());
     let bare_url = bare_handler().await;
 

@@ -1,4 +1,6 @@
-//! What the benchmarks share.
+//! What the benchmarks share; each one uses a part of it.
+
+#![allow(dead_code)]
 
 /// A store for one run: a SQLite file in `dir`, or a fresh database on the
 /// PostgreSQL server `postgres` names (its base URL).
@@ -45,4 +47,48 @@ impl Flags {
     pub fn text(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
+}
+
+/// The application with one dry-run organization `contoso` (the shipped
+/// mapping, endpoint secret `secret`), no worker running, logging warnings
+/// only. `server` and `admin` are extra lines for those tables.
+pub async fn dry_run_app(
+    dir: &std::path::Path,
+    store_url: &str,
+    secret: &str,
+    server: &str,
+    admin: &str,
+) -> leadbridge::startup::Application {
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{server}
+[admin]
+listen = "127.0.0.1:0"
+{admin}
+[store]
+url = "{store_url}"
+[log]
+format = "text"
+level = "warn"
+[organizations.contoso]
+url = "https://contoso.crm4.dynamics.com"
+dry_run = true
+mapping = "{mapping}"
+endpoint_secrets = ["{secret}"]
+"#,
+            mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/contoso.yaml"),
+        ),
+    )
+    .expect("write config");
+    let settings = leadbridge::config::Settings::load_with_env(&config, Some(Default::default()))
+        .expect("config");
+    leadbridge::telemetry::init(&settings.log);
+    leadbridge::startup::Application::build_with(settings, leadbridge::startup::WorkerMode::Manual)
+        .await
+        .expect("app")
 }
