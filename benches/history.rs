@@ -12,12 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use leadbridge::ids::LeadId;
-use leadbridge::lead::OrgName;
-use leadbridge::store::{Destination, NewLead, Store};
-use time::OffsetDateTime;
-
 mod common;
+// The integration tests' data set for the page: the same leads, the same spread.
+#[allow(dead_code)]
+#[path = "../tests/common/history_page.rs"]
+mod history_page;
 
 const SECRET: &str = "bench-secret-0123456789";
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -34,45 +33,6 @@ fn args() -> Args {
         deliveries: f.get("deliveries").unwrap_or(100_000),
         requests: f.get("requests").unwrap_or(50),
         postgres: f.text("postgres"),
-    }
-}
-
-fn lead_json(email: &str, company: &str) -> String {
-    serde_json::json!({
-        "UserDetails": {"FirstName": "Some", "LastName": "One", "Email": email,
-                        "Phone": "16175555555", "Country": "USA", "Company": company},
-        "LeadSource": "AzureMarketplace", "ActionCode": "INS",
-        "OfferTitle": "Test Microsoft", "Description": "A lead for the history benchmark"
-    })
-    .to_string()
-}
-
-/// `n` leads a second apart back from now; every tenth for fabrikam.
-async fn fill(store: &dyn Store, n: usize) {
-    let now = OffsetDateTime::now_utc();
-    let contoso = OrgName::parse("contoso").expect("name");
-    let fabrikam = OrgName::parse("fabrikam").expect("name");
-    for start in (0..n).step_by(1000) {
-        let batch: Vec<NewLead> = (start..n.min(start + 1000))
-            .map(|k| NewLead {
-                id: LeadId::generate(),
-                org: if k % 10 == 0 {
-                    fabrikam.clone()
-                } else {
-                    contoso.clone()
-                },
-                received_at: now - Duration::from_secs(k as u64),
-                request_id: format!("bench-{k}"),
-                is_test: false,
-                payload: lead_json(
-                    &format!("person{k}@example{}.com", k % 97),
-                    &format!("Company {}", k % 1000),
-                ),
-                fingerprint: format!("bench-{k}"),
-                destinations: vec![Destination::Dataverse],
-            })
-            .collect();
-        store.insert_leads(&batch, None).await.expect("stored");
     }
 }
 
@@ -167,7 +127,7 @@ async fn main() {
     )
     .await;
     let started = Instant::now();
-    fill(app.store().as_ref(), a.deliveries).await;
+    history_page::fill_history(app.store().as_ref(), a.deliveries).await;
     sqlx::any::install_default_drivers();
     let db = sqlx::AnyPool::connect(&store_url).await.expect("db");
     for sql in [

@@ -13,7 +13,7 @@ use warp::reply::Response;
 use super::filters::Filters;
 use super::request::{RequestInfo, html, see_other};
 use super::session::{COOKIE, LIFETIME, Session};
-use super::{HistoryPageState, problem, refused, store_problem, views};
+use super::{HistoryPageState, delivery_id, problem, refused, store_problem, views};
 use crate::ids::DeliveryId;
 use crate::lead::OrgName;
 use crate::store::{Destination, HistoryPage, RetryResult};
@@ -141,13 +141,9 @@ impl HistoryPageState {
             Ok(s) => s,
             Err(r) => return *r,
         };
-        let Ok(id) = id.parse::<DeliveryId>() else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "That is not a delivery id.",
-            );
+        let id = match delivery_id(info, id) {
+            Ok(id) => id,
+            Err(r) => return *r,
         };
         let results = match self
             .admin

@@ -182,6 +182,18 @@ pub(super) fn routes(admin: Arc<AdminState>) -> BoxedFilter<(Response,)> {
     .boxed()
 }
 
+/// A delivery id from a path, or the page's 400.
+fn delivery_id(info: &RequestInfo, id: &str) -> Result<DeliveryId, Box<Response>> {
+    id.parse().map_err(|_| {
+        Box::new(problem(
+            info,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "That is not a delivery id.",
+        ))
+    })
+}
+
 /// A problem as a page for a browser, as `{error, message}` JSON otherwise.
 fn problem(info: &RequestInfo, status: StatusCode, error: &str, message: &str) -> Response {
     if info.wants_html() {
@@ -328,13 +340,9 @@ impl HistoryPageState {
         let Some(session) = self.session(info) else {
             return see_other("/login");
         };
-        let Ok(id) = id.parse::<DeliveryId>() else {
-            return problem(
-                info,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "That is not a delivery id.",
-            );
+        let id = match delivery_id(info, id) {
+            Ok(id) => id,
+            Err(r) => return *r,
         };
         let store = &self.admin.store;
         let delivery = match store.delivery(id).await {
