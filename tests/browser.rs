@@ -63,7 +63,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_a_browser() {
     let token = browser.find("input#token").await;
     browser.type_into(&token, ADMIN_TOKEN).await;
     browser
-        .click(&browser.find("form[action='/login'] button").await)
+        .click_and_wait(&browser.find("form[action='/login'] button").await)
         .await;
     assert_eq!(browser.current_url().await, format!("{}/", t.admin));
 
@@ -88,7 +88,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_a_browser() {
     let status = browser.find("select#status option[value='dead']").await;
     browser.click(&status).await;
     browser
-        .click(&browser.find("form.filters button[type='submit']").await)
+        .click_and_wait(&browser.find("form.filters button[type='submit']").await)
         .await;
     assert!(browser.current_url().await.contains("status=dead"));
     assert_eq!(browser.find_all("table.deliveries tbody tr").await.len(), 1);
@@ -97,7 +97,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_a_browser() {
     let open = browser
         .find_in(&browser.find("tr.row-dead").await, "a")
         .await;
-    browser.click(&open[0]).await;
+    browser.click_and_wait(&open[0]).await;
     assert!(
         browser
             .current_url()
@@ -124,7 +124,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_a_browser() {
 
     // Replay; the worker runs once; the page shows it delivered.
     browser
-        .click(&browser.find("form.replay button").await)
+        .click_and_wait(&browser.find("form.replay button").await)
         .await;
     assert!(
         browser
@@ -160,7 +160,7 @@ async fn an_operator_finds_a_dead_letter_and_replays_it_in_a_browser() {
         .type_into(&phone.find("input#token").await, ADMIN_TOKEN)
         .await;
     phone
-        .click(&phone.find("form[action='/login'] button").await)
+        .click_and_wait(&phone.find("form[action='/login'] button").await)
         .await;
     assert!(phone.page_text().await.contains("dora.dead@example.com"));
     phone

@@ -15,6 +15,11 @@ use serde_json::{Value, json};
 /// The key under which WebDriver names an element.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// How long a step waits for the page it expects; CI machines are slower
+/// and busier than a developer's.
+const PATIENCE: Duration = Duration::from_secs(15);
+const POLL: Duration = Duration::from_millis(50);
+
 /// A `chromedriver` child process on a free loopback port, killed on drop.
 pub struct Chromedriver {
     child: Child,
@@ -128,7 +133,14 @@ impl Browser {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command; a WebDriver error comes back as its JSON
+    /// `value` (`{"error": "stale element reference", ...}`).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.session));
         if let Some(b) = body {
             req = req.json(&b);
@@ -136,8 +148,17 @@ impl Browser {
         let r = req.send().await.expect("webdriver answers");
         let status = r.status();
         let v: Value = r.json().await.expect("webdriver JSON");
-        assert!(status.is_success(), "webdriver {path}: {status} {v}");
-        v["value"].clone()
+        if status.is_success() {
+            Ok(v["value"].clone())
+        } else {
+            Err(v["value"].clone())
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -174,13 +195,17 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// The element matching the CSS selector; fails the test if none does.
+    /// The element matching the CSS selector, waiting a while for it to
+    /// appear; fails the test if none does.
     pub async fn find(&self, css: &str) -> Element {
-        self.find_all(css)
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("no element {css:?} on the page"))
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(e) = self.find_all(css).await.into_iter().next() {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "no element {css:?} on the page");
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Within `parent`, the elements matching the CSS selector.
@@ -200,9 +225,57 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Clicks something that does not leave the page (an `<option>`).
     pub async fn click(&self, e: &Element) {
         self.post(&format!("/element/{}/click", e.0), json!({}))
             .await;
+    }
+
+    /// Clicks a link or a submit button and waits for the next page: the
+    /// clicked element goes stale once the old document is gone, then the
+    /// new one loads. A click alone may answer while the browser is still
+    /// between the two pages, where even `body` is missing.
+    pub async fn click_and_wait(&self, e: &Element) {
+        self.click(e).await;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let gone = match self
+                .try_call(
+                    reqwest::Method::GET,
+                    &format!("/element/{}/name", e.0),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => false,
+                Err(v) => matches!(
+                    v["error"].as_str(),
+                    Some("stale element reference" | "no such element")
+                ),
+            };
+            if gone {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the click did not leave the page"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        loop {
+            let state = self
+                .try_call(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({"script": "return document.readyState", "args": []})),
+                )
+                .await;
+            if state.is_ok_and(|s| s == "complete") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the next page did not load");
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     pub async fn type_into(&self, e: &Element, text: &str) {
