@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -33,6 +35,7 @@ pub(super) struct RawEmail {
     smtp_password_file: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     smtp_timeout: Option<Duration>,
+    smtp_ca_file: Option<PathBuf>,
     graph_url: Option<String>,
     subject: Option<String>,
     text_body: Option<String>,
@@ -91,6 +94,12 @@ pub struct SmtpSettings {
     pub password: Option<SecretString>,
     #[serde(rename = "smtp_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// PEM certificates trusted for this server beside the system's: a
+    /// relay inside the company, signed by the company's own CA.
+    #[serde(rename = "smtp_ca_file")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub ca_certificates: Vec<CertificateDer<'static>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +145,7 @@ impl RawEmail {
                 for (key, set) in [
                     ("smtp_url", self.smtp_url.is_some()),
                     ("smtp_username", self.smtp_username.is_some()),
+                    ("smtp_ca_file", self.smtp_ca_file.is_some()),
                     (
                         "smtp_password",
                         self.smtp_password.is_some() || self.smtp_password_file.is_some(),
@@ -316,6 +326,16 @@ impl RawEmail {
             issue("email.smtp_timeout", "must be > 0".into());
             return None;
         }
+        let ca_certificates = match &self.smtp_ca_file {
+            None => Vec::new(),
+            Some(path) => match read_certificates(path) {
+                Ok(certs) => certs,
+                Err(why) => {
+                    issue("email.smtp_ca_file", why);
+                    return None;
+                }
+            },
+        };
         Some(MailTransport::Smtp(SmtpSettings {
             host: url.host_str().unwrap_or_default().to_owned(),
             port: url.port().unwrap_or(if wrapper { 465 } else { 587 }),
@@ -324,8 +344,26 @@ impl RawEmail {
             username,
             password: password.map(SecretString::from),
             timeout,
+            ca_file: self.smtp_ca_file.clone(),
+            ca_certificates,
         }))
     }
+}
+
+/// Every certificate of a PEM file; a file without one is a mistake (a key,
+/// a DER file, the wrong path in a Secret).
+fn read_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no certificate in it (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 fn graph_url(

@@ -8,14 +8,14 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters, TlsParametersBuilder};
 use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::config::{SmtpSettings, SmtpTls};
 use crate::email::{Mailbox, Message};
-use crate::outbound::{ErrorKind, RemoteError, causes};
+use crate::outbound::{ErrorKind, RemoteError, causes, is_certificate_failure};
 
 /// Connections kept open to one organization's server.
 const POOL_SIZE: u32 = 4;
@@ -64,12 +64,19 @@ impl SmtpMailer {
     /// Builds the (lazy) transport; nothing connects yet.
     pub fn new(settings: &SmtpSettings) -> Result<Self, RemoteError> {
         let tls = |host: &str| {
-            TlsParameters::new(host.to_owned()).map_err(|e| {
-                RemoteError::new(
-                    ErrorKind::OrganizationWide,
-                    format!("SMTP: cannot set up TLS for {host}: {e}"),
-                )
-            })
+            settings
+                .ca_certificates
+                .iter()
+                .try_fold(TlsParameters::builder(host.to_owned()), |b, der| {
+                    Certificate::from_der(der.to_vec()).map(|c| b.add_root_certificate(c))
+                })
+                .and_then(TlsParametersBuilder::build_rustls)
+                .map_err(|e| {
+                    RemoteError::new(
+                        ErrorKind::OrganizationWide,
+                        format!("SMTP: cannot set up TLS for {host}: {e}"),
+                    )
+                })
         };
         let tls = match settings.tls {
             SmtpTls::Wrapper => Tls::Wrapper(tls(&settings.host)?),
@@ -195,9 +202,12 @@ fn classify(server: &str, e: &SmtpError) -> RemoteError {
         // 530 authentication required, 534/535 credentials refused, 538
         // encryption required for the mechanism.
         Some(530 | 534 | 535 | 538) => ErrorKind::OrganizationWide,
-        // "No compatible authentication mechanism", TLS refused: the
-        // server's setup, for every lead.
-        None if e.is_client() || e.is_tls() => ErrorKind::OrganizationWide,
+        // "No compatible authentication mechanism", STARTTLS not offered
+        // though a password must go over it, TLS refused, a certificate no
+        // trusted CA signed: the server's setup, for every lead.
+        None if e.is_client() || e.is_tls() || is_certificate_failure(e) => {
+            ErrorKind::OrganizationWide
+        }
         _ if e.is_permanent() => ErrorKind::Permanent,
         _ => ErrorKind::Transient { retry_after: None },
     };

@@ -86,11 +86,39 @@ pub fn describe(e: &reqwest::Error) -> String {
         .join(": ")
 }
 
-/// The messages of an error's sources, outermost first.
+/// The messages of an error's sources, outermost first; a source whose
+/// message its wrapper already shows (`Connection error: {source}`) is
+/// left out rather than said twice.
 pub fn causes(e: &dyn std::error::Error) -> Vec<String> {
-    std::iter::successors(e.source(), |s| s.source())
-        .map(ToString::to_string)
-        .collect()
+    let mut out = Vec::new();
+    let mut shown = e.to_string();
+    for source in std::iter::successors(e.source(), |s| s.source()) {
+        let text = source.to_string();
+        if !shown.contains(&text) {
+            out.push(text.clone());
+        }
+        shown = text;
+    }
+    out
+}
+
+/// Whether TLS refused the server's certificate (unknown issuer, expired,
+/// wrong name): the same for every request until someone fixes the server
+/// or the trusted CAs. rustls's error hides inside an `io::Error`, whose
+/// `source()` skips it, so each link is looked into as well.
+pub fn is_certificate_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |s| s.source()).any(|link| {
+        let inner = link
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        [Some(link), inner].into_iter().flatten().any(|err| {
+            matches!(
+                err.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            )
+        })
+    })
 }
 
 /// Timeouts and connection failures are worth another try; a host name

@@ -303,16 +303,7 @@ from = "leads@contoso.com"
         .mount(&t.dataverse)
         .await;
 
-    let resp = post_lead_to(&t.http, &t.lead_url("mailonly", SECRET), sample_2020())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let id: leadbridge::ids::LeadId = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id = t.accept_lead_for("mailonly", sample_2020()).await;
     assert_eq!(t.run_worker_once().await, 1, "email only: one delivery");
     let d = t.delivery(id).await;
     assert_eq!(d.destination, Destination::Email);

@@ -9,6 +9,7 @@ mod credentials;
 mod delivery;
 mod durability;
 mod email;
+mod email_tls;
 mod history;
 mod hostile;
 mod intake;

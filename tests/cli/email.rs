@@ -8,6 +8,10 @@ const USER: &str = "leadbridge";
 const PASSWORD: &str = "smtp-password-do-not-log";
 
 fn email_section(smtp_url: &str, password: &str) -> String {
+    email_section_with(smtp_url, password, "")
+}
+
+fn email_section_with(smtp_url: &str, password: &str, extra: &str) -> String {
     format!(
         r#"
 [organizations.contoso.email]
@@ -18,6 +22,7 @@ smtp_username = "{USER}"
 smtp_password = "{password}"
 smtp_timeout = "2s"
 subject = "Lead: {{UserDetails.Company}} ({{LeadSource}})"
+{extra}
 "#
     )
 }
@@ -92,5 +97,38 @@ async fn check_live_logs_in_to_the_smtp_server_or_says_why_not() {
         }
     }
     assert!(smtp.received().is_empty(), "check sends no mail");
+    assert!(smtp.connections() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_live_starts_tls_with_the_company_ca_before_it_logs_in() {
+    let smtp = SmtpServer::with_tls(SmtpTls::StartTls, USER, PASSWORD).await;
+    let ca = format!("smtp_ca_file = \"{}\"", test_ca_file().display());
+    for (extra, ok) in [(ca.as_str(), true), ("", false)] {
+        let f = Fakes::start(&TestConfig {
+            extra_toml: email_section_with(&smtp.url(), PASSWORD, extra),
+            ..Default::default()
+        })
+        .await;
+        mount_token(&f.entra, ACCESS_TOKEN).await;
+        mount_whoami(&f.dataverse).await;
+        mount_metadata(&f.dataverse, 300).await;
+        let run = f.cli(&["check", "--live", "--json"]).await;
+        let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {} / {}", run.stdout, run.stderr);
+        });
+        let email = &v["organizations"][0]["email"];
+        if ok {
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            assert_eq!(email["live"]["status"], "checked", "{email}");
+        } else {
+            // Without the company's CA the certificate is not trusted.
+            assert_eq!(run.code, Some(1), "{}", run.stdout);
+            assert_eq!(email["live"]["status"], "failed", "{email}");
+            let error = email["live"]["error"].as_str().unwrap();
+            assert!(error.contains("certificate"), "{error}");
+        }
+    }
+    assert_eq!(smtp.auth_in_clear(), 0, "the login only ever went over TLS");
     assert!(smtp.connections() >= 2);
 }

@@ -114,7 +114,16 @@ impl TestApp {
 
     /// Posts a lead and returns its id from the 202 answer.
     pub async fn accept_lead(&self, body: &str) -> LeadId {
-        let r = self.post_lead(body).await;
+        self.accept_lead_for("contoso", body).await
+    }
+
+    /// Posts a lead to `org`'s endpoint (its secret is `SECRET`) and returns
+    /// its id from the 202 answer.
+    pub async fn accept_lead_for(&self, org: &str, body: &str) -> LeadId {
+        let r = post_lead_to(&self.http, &self.lead_url(org, SECRET), body.to_owned())
+            .send()
+            .await
+            .expect("request sent");
         assert_eq!(r.status(), 202, "lead not accepted");
         let v: Value = r.json().await.expect("json answer");
         assert_eq!(v["status"], "accepted");

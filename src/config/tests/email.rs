@@ -172,3 +172,57 @@ fn every_problem_of_the_section_is_reported_with_its_key() {
         "unknown keys are refused: {err}"
     );
 }
+
+#[test]
+fn smtp_ca_file_is_read_when_the_configuration_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let section = |ca: &std::path::Path| {
+        with_email(
+            "",
+            &format!(
+                "to = [\"sales@contoso.com\"]\nfrom = \"leads@contoso.com\"\n\
+                 smtp_url = \"smtp://relay.contoso.local\"\nsmtp_ca_file = \"{}\"\n",
+                ca.display()
+            ),
+        )
+    };
+    let s = load(&section(&fixtures.join("smtp-ca.pem")), &[]).unwrap();
+    let org = &s.organizations[&OrgName::parse("contoso").unwrap()];
+    let Some(MailTransport::Smtp(smtp)) = org.email.as_ref().map(|e| &e.transport) else {
+        panic!("smtp expected");
+    };
+    assert_eq!(smtp.ca_certificates.len(), 1);
+
+    // A key, an empty file, a missing file: each named under the key.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for (file, says) in [
+        (fixtures.join("smtp-server-key.pem"), "no certificate"),
+        (empty, "no certificate"),
+        (dir.path().join("missing.pem"), "cannot read"),
+    ] {
+        let p = problems(&section(&file));
+        assert_eq!(
+            keys(&p),
+            ["organizations.contoso.email.smtp_ca_file"],
+            "{p:?}"
+        );
+        assert!(format!("{p:?}").contains(says), "{file:?}: {p:?}");
+    }
+
+    // It belongs to SMTP.
+    let p = problems(&with_email(
+        LIVE_AUTH,
+        &format!(
+            "to = [\"a@contoso.com\"]\nfrom = \"b@contoso.com\"\ntransport = \"graph\"\n\
+             smtp_ca_file = \"{}\"\n",
+            fixtures.join("smtp-ca.pem").display()
+        ),
+    ));
+    assert_eq!(
+        keys(&p),
+        ["organizations.contoso.email.smtp_ca_file"],
+        "{p:?}"
+    );
+}
