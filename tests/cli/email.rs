@@ -63,37 +63,44 @@ async fn render_shows_the_mail_as_it_would_be_sent() {
     assert!(!out.contains(PASSWORD));
 }
 
+/// `check --live --json` with `email_toml` for contoso (its Dynamics side
+/// answering): the exit code, stdout, and the organization's `email` entry.
+async fn check_live(email_toml: String) -> (Option<i32>, String, Value) {
+    let f = Fakes::start(&TestConfig {
+        extra_toml: email_toml,
+        ..Default::default()
+    })
+    .await;
+    mount_token(&f.entra, ACCESS_TOKEN).await;
+    mount_whoami(&f.dataverse).await;
+    mount_metadata(&f.dataverse, 300).await;
+    let run = f.cli(&["check", "--live", "--json"]).await;
+    let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {} / {}", run.stdout, run.stderr);
+    });
+    let email = v["organizations"][0]["email"].clone();
+    assert_eq!(email["transport"], "smtp");
+    (run.code, run.stdout, email)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn check_live_logs_in_to_the_smtp_server_or_says_why_not() {
     let smtp = SmtpServer::with_login(USER, PASSWORD).await;
     for (password, ok) in [(PASSWORD, true), ("wrong-password", false)] {
-        let f = Fakes::start(&TestConfig {
-            extra_toml: email_section(&smtp.url(), password),
-            ..Default::default()
-        })
-        .await;
-        mount_token(&f.entra, ACCESS_TOKEN).await;
-        mount_whoami(&f.dataverse).await;
-        mount_metadata(&f.dataverse, 300).await;
-        let run = f.cli(&["check", "--live", "--json"]).await;
-        let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {} / {}", run.stdout, run.stderr);
-        });
-        let email = &v["organizations"][0]["email"];
-        assert_eq!(email["transport"], "smtp");
+        let (code, stdout, email) = check_live(email_section(&smtp.url(), password)).await;
         if ok {
-            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            assert_eq!(code, Some(0), "{stdout}");
             assert_eq!(email["live"]["status"], "checked", "{email}");
             assert!(
                 email["live"]["detail"].as_str().unwrap().contains("AUTH"),
                 "{email}"
             );
         } else {
-            assert_eq!(run.code, Some(1), "{}", run.stdout);
+            assert_eq!(code, Some(1), "{stdout}");
             assert_eq!(email["live"]["status"], "failed", "{email}");
             let error = email["live"]["error"].as_str().unwrap();
             assert!(error.contains("535"), "the server's answer: {error}");
-            assert!(!run.stdout.contains("wrong-password"), "{}", run.stdout);
+            assert!(!stdout.contains("wrong-password"), "{stdout}");
         }
     }
     assert!(smtp.received().is_empty(), "check sends no mail");
@@ -105,25 +112,14 @@ async fn check_live_starts_tls_with_the_company_ca_before_it_logs_in() {
     let smtp = SmtpServer::with_tls(SmtpTls::StartTls, USER, PASSWORD).await;
     let ca = format!("smtp_ca_file = \"{}\"", test_ca_file().display());
     for (extra, ok) in [(ca.as_str(), true), ("", false)] {
-        let f = Fakes::start(&TestConfig {
-            extra_toml: email_section_with(&smtp.url(), PASSWORD, extra),
-            ..Default::default()
-        })
-        .await;
-        mount_token(&f.entra, ACCESS_TOKEN).await;
-        mount_whoami(&f.dataverse).await;
-        mount_metadata(&f.dataverse, 300).await;
-        let run = f.cli(&["check", "--live", "--json"]).await;
-        let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {} / {}", run.stdout, run.stderr);
-        });
-        let email = &v["organizations"][0]["email"];
+        let (code, stdout, email) =
+            check_live(email_section_with(&smtp.url(), PASSWORD, extra)).await;
         if ok {
-            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            assert_eq!(code, Some(0), "{stdout}");
             assert_eq!(email["live"]["status"], "checked", "{email}");
         } else {
             // Without the company's CA the certificate is not trusted.
-            assert_eq!(run.code, Some(1), "{}", run.stdout);
+            assert_eq!(code, Some(1), "{stdout}");
             assert_eq!(email["live"]["status"], "failed", "{email}");
             let error = email["live"]["error"].as_str().unwrap();
             assert!(error.contains("certificate"), "{error}");

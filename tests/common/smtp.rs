@@ -228,13 +228,10 @@ async fn connection(stream: Box<dyn Io>, shared: Arc<Shared>) {
     let mut stream = stream;
     let mut tls = false;
     if shared.tls == SmtpTls::Wrapper {
-        let Some(acceptor) = &shared.acceptor else {
+        let Some(encrypted) = encrypt(&shared, stream).await else {
             return;
         };
-        let Ok(encrypted) = acceptor.accept(stream).await else {
-            return;
-        };
-        stream = Box::new(encrypted);
+        stream = encrypted;
         tls = true;
     }
     let mut greet = true;
@@ -243,16 +240,19 @@ async fn connection(stream: Box<dyn Io>, shared: Arc<Shared>) {
             return;
         };
         // STARTTLS: the handshake, then the client starts over with EHLO.
-        let Some(acceptor) = &shared.acceptor else {
+        let Some(encrypted) = encrypt(&shared, plain).await else {
             return;
         };
-        let Ok(encrypted) = acceptor.accept(plain).await else {
-            return;
-        };
-        stream = Box::new(encrypted);
+        stream = encrypted;
         tls = true;
         greet = false;
     }
+}
+
+/// The server's side of the TLS handshake; `None` if it fails.
+async fn encrypt(shared: &Shared, stream: Box<dyn Io>) -> Option<Box<dyn Io>> {
+    let encrypted = shared.acceptor.as_ref()?.accept(stream).await.ok()?;
+    Some(Box::new(encrypted))
 }
 
 /// Serves commands until QUIT or the end of the connection (`None`), or
