@@ -87,14 +87,14 @@ pub fn describe(e: &reqwest::Error) -> String {
 }
 
 /// The messages of an error's sources, outermost first; a source whose
-/// message its wrapper already shows (`Connection error: {source}`) is
+/// message its wrapper already ends with (`Connection error: {source}`) is
 /// left out rather than said twice.
 pub fn causes(e: &dyn std::error::Error) -> Vec<String> {
     let mut out = Vec::new();
     let mut shown = e.to_string();
     for source in std::iter::successors(e.source(), |s| s.source()) {
         let text = source.to_string();
-        if !shown.contains(&text) {
+        if !shown.ends_with(&text) {
             out.push(text.clone());
         }
         shown = text;
@@ -161,6 +161,39 @@ mod tests {
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    /// An error with a message and an optional source.
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+    impl std::fmt::Display for Chain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|c| c as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_its_wrapper_already_ends_with_is_said_once() {
+        let root = Chain("invalid peer certificate: UnknownIssuer", None);
+        let io = Chain(
+            "Connection error: invalid peer certificate: UnknownIssuer",
+            Some(Box::new(root)),
+        );
+        let e = Chain("Connection error", Some(Box::new(io)));
+        assert_eq!(
+            causes(&e),
+            ["Connection error: invalid peer certificate: UnknownIssuer"]
+        );
+        let e = Chain(
+            "request failed",
+            Some(Box::new(Chain("connection refused", None))),
+        );
+        assert_eq!(causes(&e), ["connection refused"], "other causes stay");
     }
 
     #[tokio::test]
