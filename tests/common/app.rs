@@ -102,14 +102,15 @@ impl TestApp {
     }
 
     pub async fn post_lead(&self, body: &str) -> reqwest::Response {
-        post_lead_to(
-            &self.http,
-            &self.lead_url("contoso", SECRET),
-            body.to_owned(),
-        )
-        .send()
-        .await
-        .expect("request sent")
+        self.post_lead_for("contoso", body).await
+    }
+
+    /// POSTs a lead to `org`'s endpoint with its secret (`SECRET`).
+    pub async fn post_lead_for(&self, org: &str, body: &str) -> reqwest::Response {
+        post_lead_to(&self.http, &self.lead_url(org, SECRET), body.to_owned())
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Posts a lead and returns its id from the 202 answer.
@@ -120,10 +121,7 @@ impl TestApp {
     /// Posts a lead to `org`'s endpoint (its secret is `SECRET`) and returns
     /// its id from the 202 answer.
     pub async fn accept_lead_for(&self, org: &str, body: &str) -> LeadId {
-        let r = post_lead_to(&self.http, &self.lead_url(org, SECRET), body.to_owned())
-            .send()
-            .await
-            .expect("request sent");
+        let r = self.post_lead_for(org, body).await;
         assert_eq!(r.status(), 202, "lead not accepted");
         let v: Value = r.json().await.expect("json answer");
         assert_eq!(v["status"], "accepted");

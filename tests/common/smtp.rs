@@ -223,27 +223,20 @@ impl Drop for SmtpServer {
 }
 
 /// One TCP connection: TLS first if the server wraps, then SMTP sessions,
-/// a new one over TLS after each STARTTLS.
-async fn connection(stream: Box<dyn Io>, shared: Arc<Shared>) {
-    let mut stream = stream;
-    let mut tls = false;
-    if shared.tls == SmtpTls::Wrapper {
-        let Some(encrypted) = encrypt(&shared, stream).await else {
-            return;
-        };
-        stream = encrypted;
-        tls = true;
-    }
+/// a new one over TLS after each STARTTLS; `None` once it ends.
+async fn connection(stream: Box<dyn Io>, shared: Arc<Shared>) -> Option<()> {
+    let mut tls = shared.tls == SmtpTls::Wrapper;
+    let mut stream = if tls {
+        encrypt(&shared, stream).await?
+    } else {
+        stream
+    };
     let mut greet = true;
     loop {
-        let Some(plain) = session(BufReader::new(stream), &shared, tls, greet).await else {
-            return;
-        };
-        // STARTTLS: the handshake, then the client starts over with EHLO.
-        let Some(encrypted) = encrypt(&shared, plain).await else {
-            return;
-        };
-        stream = encrypted;
+        // Back from a session only for STARTTLS: the handshake, then the
+        // client starts over with EHLO.
+        let plain = session(BufReader::new(stream), &shared, tls, greet).await?;
+        stream = encrypt(&shared, plain).await?;
         tls = true;
         greet = false;
     }
@@ -287,10 +280,10 @@ async fn session(mut conn: Conn, shared: &Shared, tls: bool, greet: bool) -> Opt
                 .await
                 .ok()?;
             return Some(conn.into_inner());
-        } else if upper.starts_with("AUTH") && !tls {
-            shared.auth_in_clear.fetch_add(1, Ordering::SeqCst);
-            auth(&mut conn, shared, &line, &upper, &mut user).await?
         } else if upper.starts_with("AUTH") {
+            if !tls {
+                shared.auth_in_clear.fetch_add(1, Ordering::SeqCst);
+            }
             auth(&mut conn, shared, &line, &upper, &mut user).await?
         } else if upper.starts_with("MAIL FROM:") {
             if shared.login.is_some() && user.is_none() {

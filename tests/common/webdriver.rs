@@ -93,6 +93,23 @@ impl Drop for Chromedriver {
     }
 }
 
+/// Asks `probe` every [`POLL`] until it answers, for [`PATIENCE`] at most;
+/// then fails the test, saying what it waited for.
+async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// An element of the current page.
 #[derive(Debug, Clone)]
 pub struct Element(String);
@@ -198,14 +215,11 @@ impl Browser {
     /// The element matching the CSS selector, waiting a while for it to
     /// appear; fails the test if none does.
     pub async fn find(&self, css: &str) -> Element {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(e) = self.find_all(css).await.into_iter().next() {
-                return e;
-            }
-            assert!(Instant::now() < deadline, "no element {css:?} on the page");
-            tokio::time::sleep(POLL).await;
-        }
+        let what = format!("an element {css:?} on the page");
+        wait_for(&what, || async {
+            self.find_all(css).await.into_iter().next()
+        })
+        .await
     }
 
     /// Within `parent`, the elements matching the CSS selector.
@@ -237,45 +251,26 @@ impl Browser {
     /// between the two pages, where even `body` is missing.
     pub async fn click_and_wait(&self, e: &Element) {
         self.click(e).await;
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let gone = match self
-                .try_call(
-                    reqwest::Method::GET,
-                    &format!("/element/{}/name", e.0),
-                    None,
-                )
-                .await
-            {
-                Ok(_) => false,
+        let tag = format!("/element/{}/name", e.0);
+        wait_for("the click to leave the page", || async {
+            match self.try_call(reqwest::Method::GET, &tag, None).await {
+                Ok(_) => None,
                 Err(v) => matches!(
                     v["error"].as_str(),
                     Some("stale element reference" | "no such element")
-                ),
-            };
-            if gone {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the click did not leave the page"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-        loop {
-            let state = self
-                .try_call(
-                    reqwest::Method::POST,
-                    "/execute/sync",
-                    Some(json!({"script": "return document.readyState", "args": []})),
                 )
-                .await;
-            if state.is_ok_and(|s| s == "complete") {
-                return;
+                .then_some(()),
             }
-            assert!(Instant::now() < deadline, "the next page did not load");
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await;
+        let ready = json!({"script": "return document.readyState", "args": []});
+        wait_for("the next page to load", || async {
+            let state = self
+                .try_call(reqwest::Method::POST, "/execute/sync", Some(ready.clone()))
+                .await;
+            state.is_ok_and(|s| s == "complete").then_some(())
+        })
+        .await;
     }
 
     pub async fn type_into(&self, e: &Element, text: &str) {
